@@ -1,0 +1,43 @@
+# Everything starts from nothing: the first target that needs the environment creates it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install main test unit notebooks book results bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch by name first: 2.13.0 is the CPU build here; anything else pulls a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the main job: generate the default cohort, print its summary, write an overview figure
+main: $(STAMP)
+	$(VENV)/bin/segreg-lite cohort --out results/cohort
+
+## every test: unit tests, the chapters under nbval in smoke mode, the book build
+test: unit notebooks book
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -q
+
+notebooks: $(STAMP)
+	SEGREG_SMOKE=1 $(PY) -m pytest --nbval-lax book -q -p no:cacheprovider
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build -W --keep-going --all .
+
+## re-execute every chapter at full settings into book/ (outputs committed), then build the book
+results: $(STAMP)
+	$(PY) scripts/run_chapters.py
+	$(VENV)/bin/jupyter-book build -W --keep-going --all .
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_cohort.py
+
+clean:
+	rm -rf _build .pytest_cache
