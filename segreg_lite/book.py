@@ -9,6 +9,7 @@ re-implements it:
   set by the notebook tests and by ``scripts/run_chapters.py --smoke``).
 - :func:`glue` records a computed value for the book's prose (``{glue:text}`name```) through
   ``myst_nb.glue``; where myst-nb is not installed (Colab, Binder) it only returns the value.
+- :func:`show_table` displays rows as a Markdown table (no pandas needed).
 - :func:`show_source` displays the package's own source of a function or class, so the book shows
   library code from the library and never a copy of it.
 
@@ -25,7 +26,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["SMOKE", "in_colab", "glue", "show_source"]
+__all__ = ["SMOKE", "in_colab", "glue", "show_source", "show_table"]
 
 T = TypeVar("T")
 
@@ -87,3 +88,13 @@ def show_source(obj: Any) -> None:
 
     code = textwrap.dedent(source).rstrip()  # methods come indented
     display(Markdown(f"{_source_label(obj)}:\n\n{fence}python\n{code}\n{fence}"))
+
+
+def show_table(rows: list[list[Any]], headers: list[str], floatfmt: str = ".3f") -> None:
+    """Display rows as a Markdown table (renders in Jupyter, Colab and the static book)."""
+    from IPython.display import Markdown, display
+
+    fmt = lambda v: format(v, floatfmt) if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    display(Markdown("\n".join(lines)))

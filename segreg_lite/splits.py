@@ -2,7 +2,7 @@
 
 A :class:`Split` divides N subjects into disjoint train / validation / test sets and marks a
 fraction of the training subjects as annotated; the rest of the training set is unannotated and
-receives pseudo-labels (Li, Chen, Auer et al., "A Unified Framework for Semi-Supervised Image
+receives pseudo-labels (Li et al., "A Unified Framework for Semi-Supervised Image
 Segmentation and Registration", arXiv 2502.03229, ISBI 2025). :func:`make_split` is seeded and
 *nested*: for one seed the annotated set at 1% is contained in the one at 5%, which is contained
 in the one at 10%, and so on, so a sweep over :data:`FRACTIONS` compares like with like. Splits

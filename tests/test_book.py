@@ -1,0 +1,47 @@
+"""The chapter contract, checked on every chapter in _toc.yml, and the results runner's cleaning."""
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("run_chapters", ROOT / "scripts" / "run_chapters.py")
+run_chapters = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_chapters)
+
+CHAPTERS = run_chapters.toc_chapters()
+
+
+def test_toc_lists_the_chapters():
+    names = [p.name for p in CHAPTERS]
+    assert names[:2] == ["intro.ipynb", "data.ipynb"]
+    assert all(p.exists() for p in CHAPTERS)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_contract(chapter):
+    nb = nbformat.read(chapter, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "google.colab" in code[0].source and "%pip install" in code[0].source  # Colab-only install
+    params = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one papermill parameters cell"
+    assert "SMOKE" in code[params[0] + 1].source, "the cell after the parameters shrinks the work in smoke mode"
+    outputs = [o for c in code for o in c.get("outputs", [])]
+    assert outputs, "committed without outputs"
+    assert not any(o.output_type == "error" for o in outputs)
+    text = json.dumps(outputs)
+    assert "smoke mode: on" not in text, "committed outputs come from a smoke run"
+    assert not any("papermill" in c.metadata for c in nb.cells), "volatile metadata not stripped"
+
+
+def test_strip_volatile_removes_run_specific_metadata():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", execution_count=7)])
+    nb.metadata["papermill"] = {"duration": 3.2}
+    nb.metadata["widgets"] = {"state": {}}
+    nb.cells[0].metadata["papermill"] = {"start_time": "now"}
+    nb.cells[0].metadata["execution"] = {"iopub.status.busy": "now"}
+    out = run_chapters.strip_volatile(nb)
+    assert "papermill" not in out.metadata and "widgets" not in out.metadata
+    assert out.cells[0].metadata == {} and out.cells[0].execution_count == 1
