@@ -1,0 +1,149 @@
+"""Training settings, named presets, the device and reproducible seeds.
+
+One frozen dataclass, :class:`TrainConfig`, holds every training hyperparameter, with a comment
+on each default; variants are made with ``dataclasses.replace``, and the config is saved in every
+checkpoint and result. Two presets:
+
+- ``"cpu"``: finishes each chapter in minutes on a 2-core laptop CPU (128x128, short schedules);
+- ``"paper"``: the settings of Li et al. (arXiv 2502.03229) for a GPU: Adam, batch 5, segmenter
+  pre-training at lr 1e-4 for 500 epochs then 1e-5 for 100 epochs per round, registration
+  pre-training at lr 1e-3 for 200 epochs then 1e-4 for 50 epochs per round, 10 rounds. Its
+  lengths are epochs converted to optimizer steps for the data at hand (:func:`get_preset`).
+
+Training lengths are counted in optimizer steps (one batch each), so a schedule means the same
+whatever the dataset size.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training hyperparameter of the package (see the module docstring for presets)."""
+
+    # Segmenter (U-Net)
+    features: int = 16  # channels at the top level, doubling at each of the 5 levels
+    residual: bool = False  # residual blocks instead of plain double convolutions
+    dropout: float = 0.2  # channel dropout in every block
+    batch_size: int = 8  # images per step, for both networks
+    seg_lr: float = 1e-3  # Adam learning rate of supervised (pre-)training
+    seg_steps: int = 800  # supervised (pre-)training steps
+    seg_round_lr: float = 3e-4  # Adam learning rate within a joint round
+    seg_round_steps: int = 300  # segmenter steps per joint round
+    augment: bool = False  # random affine + elastic + intensity augmentation of training images
+    soft_ce: bool = False  # soft cross-entropy against soft targets instead of their argmax
+    # Registration network (MrRegNet-style)
+    reg_features: int = 32  # channels at every encoder level
+    reg_lr: float = 1e-3  # Adam learning rate of unsupervised pre-training
+    reg_steps: int = 600  # unsupervised pre-training steps (random pairs)
+    reg_round_lr: float = 1e-4  # Adam learning rate within a joint round
+    reg_round_steps: int = 200  # registration steps per joint round (with the label term)
+    diffeomorphic: bool = False  # integrate each level's field as a stationary velocity
+    local_ncc: bool = False  # local NCC (window 9) instead of global NCC
+    label_weight: float = 1.0  # weight of the warped-label Dice term in the joint phase
+    # Joint method
+    rounds: int = 3  # joint rounds after pre-training (paper: 10)
+    n_atlas: int = 5  # registration masks per pseudo-label
+    n_tta: int = 4  # augmented segmentation masks per pseudo-label (plus the plain one)
+    # Runtime
+    amp: bool = True  # mixed precision, used on CUDA only
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                continue
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"TrainConfig.{f.name} must be a finite number >= 0, got {value!r}")
+        if self.batch_size < 1 or self.features < 1 or self.reg_features < 1:
+            raise ValueError(f"batch_size, features and reg_features must be >= 1, got {self.batch_size}, {self.features}, {self.reg_features}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from :meth:`to_dict`; unknown keys are an error (a config of another version)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}: saved by another version of segreg-lite?")
+        return cls(**d)
+
+
+#: The paper's schedule in epochs (Li et al., section 3).
+PAPER_EPOCHS = {"seg": 500, "seg_round": 100, "reg": 200, "reg_round": 50}
+
+PRESETS = ("cpu", "paper")
+
+
+def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None = None) -> TrainConfig:
+    """A named preset. ``"paper"`` needs the data sizes to turn its epochs into steps:
+    ``n_annotated`` images for pre-training and ``n_train`` (annotated + pseudo-labelled) per round.
+    """
+    if name == "cpu":
+        return TrainConfig()
+    if name == "paper":
+        if not n_annotated or not n_train:
+            raise ValueError("the 'paper' preset counts epochs: pass n_annotated and n_train (numbers of images)")
+        batch = 5
+        steps = lambda epochs, n: epochs * math.ceil(n / batch)  # noqa: E731
+        return TrainConfig(
+            batch_size=batch,
+            seg_lr=1e-4,
+            seg_steps=steps(PAPER_EPOCHS["seg"], n_annotated),
+            seg_round_lr=1e-5,
+            seg_round_steps=steps(PAPER_EPOCHS["seg_round"], n_train),
+            reg_lr=1e-3,
+            reg_steps=steps(PAPER_EPOCHS["reg"], n_train),
+            reg_round_lr=1e-4,
+            reg_round_steps=steps(PAPER_EPOCHS["reg_round"], n_train),
+            rounds=10,
+        )
+    raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+
+
+def smoke(config: TrainConfig) -> TrainConfig:
+    """The same config with tiny schedules: every code path runs, in seconds (tests, smoke mode)."""
+    return replace(config, seg_steps=4, seg_round_steps=2, reg_steps=4, reg_round_steps=2, rounds=min(config.rounds, 2), batch_size=min(config.batch_size, 4))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``"auto"`` picks cuda > mps > cpu; any other name is used as given (and checked)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """Mixed precision (float16) on CUDA when ``enabled``; a no-op context elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch Generator seeded the same (for samplers)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    return torch.Generator().manual_seed(seed)

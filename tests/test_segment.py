@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+
+from segreg_lite.segment import evaluate_segmentation, evaluate_segmenter, predict, train_segmenter
+from segreg_lite.unet import UNet
+
+
+def _toy(n=6, size=32):
+    """Bright squares (class 1) and dark bars (class 2) on a mid-grey background."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(n, size, size, dtype=torch.long)
+    for i in range(n):
+        r, c = torch.randint(4, 14, (2,), generator=g).tolist()
+        labels[i, r : r + 10, c : c + 10] = 1
+        labels[i, 24:28, 4 + i : 20 + i] = 2
+    images = torch.where(labels == 1, 0.9, torch.where(labels == 2, 0.1, 0.5))[:, None].float()
+    return images + 0.02 * torch.randn(images.shape, generator=g), labels
+
+
+def test_training_learns_a_toy_problem():
+    torch.manual_seed(0)
+    images, labels = _toy()
+    model = UNet(num_classes=3, features=8, levels=3, dropout=0.0)
+    history = train_segmenter(model, images, labels, range(4), steps=60, lr=1e-2, batch_size=4, device="cpu")
+    assert set(history) == {"loss", "dice", "ce"} and len(history["loss"]) == 60
+    assert np.mean(history["loss"][-10:]) < 0.5 * np.mean(history["loss"][:5])
+    result = evaluate_segmenter(model, images[4:], labels[4:])
+    assert result["mean_dice"] > 0.8 and not model.training
+
+
+def test_soft_targets_and_weights_are_accepted():
+    images, labels = _toy(4)
+    soft = torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2).float() * 0.9 + 0.1 / 3
+    model = UNet(num_classes=3, features=8, levels=3)
+    history = train_segmenter(model, images, soft, [0, 1], steps=2, lr=1e-3, batch_size=2, weights=torch.ones(4), augment=True, device="cpu")
+    assert len(history["loss"]) == 2
+    # Zero confidence everywhere: nothing to learn, parameters do not move.
+    before = [p.detach().clone() for p in model.parameters()]
+    train_segmenter(model, images, soft, [0, 1], steps=2, lr=1e-2, batch_size=2, weights=torch.zeros(4), device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_seeded_training_is_reproducible():
+    images, labels = _toy(4)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        model = UNet(num_classes=3, features=8, levels=3)
+        train_segmenter(model, images, labels, [0, 1, 2], steps=3, lr=1e-3, batch_size=2, augment=True, seed=7, device="cpu")
+        outs.append(predict(model, images))
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_predict_is_a_distribution():
+    images, _ = _toy(3)
+    probs = predict(UNet(num_classes=3, features=8, levels=3), images, batch_size=2)
+    assert probs.shape == (3, 3, 32, 32)
+    torch.testing.assert_close(probs.sum(1), torch.ones(3, 32, 32))
+
+
+def test_evaluate_segmentation_known_answer():
+    target = torch.zeros(1, 16, 16, dtype=torch.long)
+    target[0, 4:8, 4:8] = 1
+    pred = target.clone()
+    pred[0, 4:8, 7:11] = 1  # shifted right by 3: Dice 2*4/(16+16)... overlap is one column
+    pred[0, 4:8, 4:7] = 0
+    r = evaluate_segmentation(pred, target, num_classes=3)
+    assert r["dice"].shape == (1, 2)
+    assert r["dice"][0, 0] == pytest.approx(2 * 4 / 32)
+    assert r["dice"][0, 1] == 1.0  # class 2 absent from both
+    assert r["hd"][0, 0] == pytest.approx(3.0) and r["hd"][0, 1] == 0.0
+    assert r["mean_dice"] == pytest.approx((0.25 + 1.0) / 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(indices=[]), "at least one"),
+        (dict(indices=[9]), r"indices must be in \[0, 4\)"),
+        (dict(labels=torch.zeros(3, 32, 32, dtype=torch.long)), "do not match"),
+    ],
+)
+def test_bad_inputs(kwargs, match):
+    images, labels = _toy(4)
+    args = dict(indices=[0], labels=labels)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        train_segmenter(UNet(num_classes=3, features=8, levels=3), images, args["labels"], args["indices"], steps=1, lr=1e-3, device="cpu")
