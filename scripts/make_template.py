@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 
 CENTER_Y = 116  # voxel y of MNI y = -18 mm: thalamus and lateral ventricles (DATA.md)
-HALF_WIDTH = 22  # slab half-width in voxels (mm): covers +-8 degree tilts and +-6 mm jitter
+HALF_WIDTH = 30  # slab half-width in voxels (mm): covers +-6 degree tilts and +-8 mm jitter
 NAMES = {"t1": "t1", "gm": "gm", "wm": "wm"}
 
 NOTICE = """\

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from segreg_lite.labels import NUM_CLASSES, SEG4_NAMES
-from segreg_lite.template import CENTER_Y_VOXEL, Template, hard_labels, load_template
+from segreg_lite.template import CENTER_Y_VOXEL, VENTRICLE_DECAY_MM, Template, hard_labels, load_template
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,18 @@ class CohortConfig:
     fov_mm: float = 180.0  # field of view along the longer side: 128 px -> 1.41 mm pixels
     pitch_deg: float = 6.0  # plane tilt about the left-right axis, uniform in +-
     yaw_deg: float = 5.0  # plane tilt about the vertical axis, uniform in +-
-    jitter_mm: float = 5.0  # through-plane offset of the plane centre, uniform in +-
+    jitter_mm: float = 8.0  # through-plane offset of the plane centre, uniform in +-
     rotate_deg: float = 10.0  # in-plane rotation, uniform in +-
     log_scale_std: float = 0.07  # per-axis log scale (head size and shape)
     shear_std: float = 0.05  # in-plane shear
     shift_mm: float = 4.0  # in-plane translation std
-    elastic_mm: float = 4.0  # std of the in-plane elastic displacement at the control points
+    elastic_mm: float = 5.0  # std of the in-plane elastic displacement at the control points
     elastic_through_mm: float = 2.0  # std of its through-plane component
     elastic_grid: int = 5  # control points per side (smoothness of the elastic field)
-    ventricle_mm: float = 6.0  # ventricle enlargement at full atrophy severity
-    thinning_mm: float = 1.2  # cortical thinning at full atrophy severity
-    tissue_shift_std: float = 0.05  # per-tissue intensity shift std
+    ventricle_mm: float = 9.0  # ventricle enlargement at full atrophy severity
+    thinning_mm: float = 1.5  # cortical thinning at full atrophy severity
+    tissue_shift_std: float = 0.07  # per-tissue intensity shift std
+    contrast_loss: float = 0.08  # white matter darkens by this much at full severity (GM/WM contrast fades with age)
     gamma_std: float = 0.2  # log-gamma std
     bias_std: float = 0.15  # log bias-field std at its 4x4 control points
     blur_px: float = 0.8  # Gaussian blur sigma, uniform in [0, blur_px]
@@ -131,7 +132,8 @@ def _draw(rng: np.random.Generator, cfg: CohortConfig) -> dict[str, np.ndarray]:
         "shift_mm": rng.normal(0.0, cfg.shift_mm, 2),
         "elastic": rng.normal(0.0, 1.0, (3, g, g)) * np.array([cfg.elastic_mm, cfg.elastic_mm, cfg.elastic_through_mm])[:, None, None],
         "severity": severity,
-        "ventricle_mm": cfg.ventricle_mm * severity * rng.uniform(0.6, 1.4),
+        # Capped below the decay length, where the pull would stop being one-to-one.
+        "ventricle_mm": min(cfg.ventricle_mm * severity * rng.uniform(0.6, 1.4), 0.95 * VENTRICLE_DECAY_MM),
         "thinning_mm": cfg.thinning_mm * severity * rng.uniform(0.6, 1.4),
         "tissue_shift": rng.normal(0.0, cfg.tissue_shift_std, NUM_CLASSES - 1),
         "gamma": math.exp(rng.normal(0.0, cfg.gamma_std)),
@@ -215,7 +217,9 @@ def _render(p_list: list[dict], cfg: CohortConfig, tpl: Template, volume: torch.
     labels = hard_labels(new)
     # Intensities follow the changed tissue, then each subject's own tissue contrast.
     means = torch.from_numpy(tpl.tissue_means)[None, :, None, None]
-    shifts = torch.from_numpy(np.stack([np.concatenate([[0.0], p["tissue_shift"]]) for p in p_list])).float()
+    shifts = np.stack([np.concatenate([[0.0], p["tissue_shift"]]) for p in p_list])
+    shifts[:, 3] -= cfg.contrast_loss * np.array([p["severity"] for p in p_list])  # WM darkens with age
+    shifts = torch.from_numpy(shifts).float()
     img = t1 + ((new - probs) * means).sum(1, keepdim=True) + (new * shifts[:, :, None, None]).sum(1, keepdim=True)
     img = img.clamp(0.0, 1.0) ** torch.tensor([p["gamma"] for p in p_list], dtype=torch.float32)[:, None, None, None]
     bias = torch.from_numpy(np.stack([p["bias"] for p in p_list])).float()[:, None]

@@ -14,7 +14,8 @@ Fonov et al. 2009, 2011). From it we derive soft maps of the five seg4 classes. 
 Two more maps drive the cohort's atrophy model (``segreg_lite.cohort``): the distance of each
 cortex voxel to the nearest CSF or background (cortical thinning peels the cortex from its pial
 side, widening sulci), and a unit field pointing towards the nearest lateral-ventricle voxel,
-damped with distance (ventricle enlargement pulls sample points towards the ventricles).
+damped with distance (ventricle enlargement pulls sample points towards the ventricles; an
+enlargement of s mm keeps the map one-to-one outside the ventricles while s < VENTRICLE_DECAY_MM).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ SLAB_FILE = "mni_icbm152_coronal_slab.npz"
 CENTER_Y_VOXEL = 116  # MNI y = -18 mm: through thalamus and lateral ventricles
 SUBCORTICAL_DEPTH_MM = 30.0  # GM deeper than this below the closed surface is subcortical
 VENTRICLE_DEPTH_MM = 20.0  # CSF deeper than this (and near the midline) is ventricle
-VENTRICLE_DECAY_MM = 8.0  # enlargement fades with distance from the ventricles on this scale
+VENTRICLE_DECAY_MM = 10.0  # enlargement fades with distance from the ventricles on this scale
 CLOSING_RADIUS_MM = 6  # closing radius that fills sulci before measuring depth
 
 #: Order of the channels in :attr:`Template.maps`.
@@ -115,9 +116,11 @@ def load_template() -> Template:
     # Cortical thinning works on the distance of each voxel to the nearest CSF or background.
     cortex_depth = ndimage.distance_transform_edt((hard == 1) | (hard == 2) | (hard == 3)).astype(np.float32)
 
-    # Lateral ventricles: deep CSF within 30 mm of the midline (x = 98), connected components kept.
+    # Lateral ventricles: deep CSF within 30 mm of the midline (x = 98) and above MNI z = 0 (voxel
+    # z = 72), which leaves out the temporal horns and the basal cisterns.
     x = np.arange(brain.shape[0])[:, None, None]
-    vent = (hard == 4) & (depth > VENTRICLE_DEPTH_MM) & (np.abs(x - 98) < 30)
+    z = np.arange(brain.shape[2])[None, None, :]
+    vent = (hard == 4) & (depth > VENTRICLE_DEPTH_MM) & (np.abs(x - 98) < 30) & (z > 72)
     dist, nearest = ndimage.distance_transform_edt(~vent, return_indices=True)
     grid = np.indices(brain.shape)
     direction = (nearest - grid).astype(np.float32) / np.maximum(dist, 1.0)[None]

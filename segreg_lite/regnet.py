@@ -1,0 +1,271 @@
+"""The registration network (multi-resolution, after MrRegNet) and its multi-level loss.
+
+After the registration network of Li et al., "A Unified Framework for Semi-Supervised Image
+Segmentation and Registration" (arXiv 2502.03229, ISBI 2025), itself after MrRegNet: moving and
+fixed images are concatenated (2 channels); an encoder of ``levels`` levels keeps ``features``
+channels everywhere (level 0 at full resolution, then stride-2 convolutions, residual blocks,
+LeakyReLU(0.2)); a decoder runs from the coarsest level to the finest and at each level ``i``
+predicts a residual displacement ``r_i`` (pixels of that level) and the total field
+
+    D_i = up(D_{i+1}) + r_i,      up = transforms.resize_flow,
+
+where level ``i`` has ``H / 2**i`` rows. ``resize_flow`` is the exact form of the paper's
+``2 * upsample(D)``: with ``align_corners=True`` geometry it multiplies the displacements by
+``(h' - 1) / (h - 1)`` (about 2.03 for 32 -> 64), which is what "twice as many pixels" means
+when the first and last pixel centres stay in place. With ``diffeomorphic=True`` each ``D_i`` is
+a stationary velocity, integrated by scaling and squaring before it is used or returned.
+
+:func:`registration_loss` sums over levels, then divides by the number of levels: global NCC
+(or local NCC, window 9) between the warped moving image and the fixed image at the level's
+resolution, ``reg_weight_i * gradient_loss(r_i)`` (128 coarsest ... 8 finest), and, in the joint
+phase, a soft Dice between the warped one-hot moving label and the fixed label. Images are
+blurred before being resampled to a level; labels are sampled (see :func:`_sample_levels`).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segreg_lite.losses import global_ncc_loss, local_ncc_loss, gradient_loss, one_hot, soft_dice_loss
+from segreg_lite.transforms import integrate_velocity, resize_flow, warp
+
+
+class RegOutput(NamedTuple):
+    """``flow`` (B, 2, H, W): the full-resolution field (``flows[-1]``); ``flows``: the total field
+    of every level, coarsest to finest, level ``i`` (B, 2, H / 2**i, W / 2**i); ``residuals``: the
+    ``r_i`` in the same order (velocity residuals when diffeomorphic)."""
+
+    flow: Tensor
+    flows: list[Tensor]
+    residuals: list[Tensor]
+
+
+class RegLoss(NamedTuple):
+    """Scalars, each averaged over levels: ``total = similarity + smoothness + label_weight * label``.
+
+    ``smoothness`` already carries the per-level weights; ``label`` is the unweighted Dice loss
+    (a zero tensor when no labels are given)."""
+
+    total: Tensor
+    similarity: Tensor
+    smoothness: Tensor
+    label: Tensor
+
+
+def _act() -> nn.LeakyReLU:
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
+class _ResBlock(nn.Module):
+    """``x + conv(act(conv(x)))``, then the activation; (B, C, H, W) -> (B, C, H, W).
+
+    No normalisation, as in VoxelMorph-style registration networks: displacements are absolute
+    pixel amounts, and per-image normalisation would discard the contrast the flow must follow.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = _act()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(x + self.conv2(self.act(self.conv1(x))))
+
+
+class RegNet(nn.Module):
+    """``(moving, fixed)`` (B, 1, H, W) each -> :class:`RegOutput` (fields in pixels, channel 0 along H).
+
+    Args:
+        in_channels: channels of the concatenated input (2: one moving, one fixed image).
+        features: channels at every encoder and decoder level (32 in the paper).
+        levels: resolution levels (5); H and W must be divisible by ``2**(levels - 1)`` and the
+            coarsest level must keep at least 2 pixels per side (a field needs two to be resized).
+        diffeomorphic: treat each level's field as a stationary velocity and integrate it.
+        integration_steps: scaling-and-squaring steps of the diffeomorphic variant.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 2,
+        features: int = 32,
+        levels: int = 5,
+        diffeomorphic: bool = False,
+        integration_steps: int = 7,
+    ) -> None:
+        super().__init__()
+        for name, value, least in (("in_channels", in_channels, 2), ("features", features, 1),
+                                   ("levels", levels, 1), ("integration_steps", integration_steps, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"RegNet: {name} must be an integer >= {least}, got {value!r}")
+        if in_channels % 2:
+            raise ValueError(f"RegNet: in_channels counts moving + fixed channels, so must be even, got {in_channels}")
+        self.config: dict[str, Any] = dict(in_channels=in_channels, features=features, levels=levels,
+                                           diffeomorphic=bool(diffeomorphic), integration_steps=integration_steps)
+        f = features
+        self.encoder = nn.ModuleList()  # level 0 (full resolution) .. levels-1 (coarsest)
+        for i in range(levels):
+            entry = nn.Conv2d(in_channels, f, 3, padding=1) if i == 0 else nn.Conv2d(f, f, 3, stride=2, padding=1)
+            self.encoder.append(nn.Sequential(entry, _act(), _ResBlock(f)))
+        self.decoder = nn.ModuleList()  # coarsest .. finest; below the coarsest: [up(d), skip]
+        self.heads = nn.ModuleList()
+        for i in reversed(range(levels)):
+            width = f if i == levels - 1 else 2 * f
+            self.decoder.append(nn.Sequential(nn.Conv2d(width, f, 3, padding=1), _act(), _ResBlock(f)))
+            head = nn.Conv2d(f, 2, 3, padding=1)
+            # Near-zero flow heads: every field starts at ~0 px, so training starts at the identity.
+            nn.init.normal_(head.weight, std=1e-5)
+            nn.init.zeros_(head.bias)
+            self.heads.append(head)
+
+    def _check_input(self, moving: Tensor, fixed: Tensor) -> None:
+        c = self.config["in_channels"] // 2
+        for name, t in (("moving", moving), ("fixed", fixed)):
+            if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[1] != c:
+                shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise ValueError(f"RegNet expects {name} of shape (B, {c}, H, W), got {shape}")
+        if moving.shape != fixed.shape:
+            raise ValueError(f"moving and fixed must have the same shape, got {tuple(moving.shape)} and {tuple(fixed.shape)}")
+        levels = self.config["levels"]
+        factor = 2 ** (levels - 1)
+        h, w = moving.shape[-2:]
+        if h % factor or w % factor or min(h, w) < 2 * factor:
+            raise ValueError(f"RegNet with levels={levels} needs H and W divisible by {factor} (2**(levels-1)) "
+                             f"and at least {2 * factor}; got moving/fixed {tuple(moving.shape)}")
+        if not bool(torch.isfinite(moving).all() & torch.isfinite(fixed).all()):
+            raise ValueError(f"RegNet input contains NaN or inf (moving {tuple(moving.shape)}, fixed {tuple(fixed.shape)})")
+
+    def forward(self, moving: Tensor, fixed: Tensor) -> RegOutput:
+        """moving, fixed: (B, 1, H, W) -> RegOutput; ``warp(moving, out.flow)`` ~ ``fixed``."""
+        self._check_input(moving, fixed)
+        x = torch.cat([moving, fixed], dim=1)  # (B, 2, H, W)
+        skips: list[Tensor] = []
+        for block in self.encoder:
+            x = block(x)  # (B, F, H / 2**i, W / 2**i)
+            skips.append(x)
+        d, field = None, None
+        flows: list[Tensor] = []
+        residuals: list[Tensor] = []
+        for block, head in zip(self.decoder, self.heads):
+            skip = skips.pop()  # coarsest first
+            if d is not None:
+                d = F.interpolate(d, size=skip.shape[-2:], mode="bilinear", align_corners=True)
+                skip = torch.cat([d, skip], dim=1)  # (B, 2F, h, w)
+            d = block(skip)  # (B, F, h, w)
+            # Fields in float32 even under autocast: float16 has 0.06 px steps at 100 px.
+            r = head(d).float()  # (B, 2, h, w), pixels of this level
+            field = r if field is None else resize_flow(field, r.shape[-2:]) + r
+            residuals.append(r)
+            if self.config["diffeomorphic"]:
+                flows.append(integrate_velocity(field, self.config["integration_steps"]))
+            else:
+                flows.append(field)
+        return RegOutput(flow=flows[-1], flows=flows, residuals=residuals)
+
+
+def _pyramid(x: Tensor, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
+    """``x`` (B, C, H, W) resampled to each of ``sizes`` (finest first, the first = (H, W)).
+
+    Each level is the previous one blurred by Burt & Adelson's 5-tap binomial kernel
+    [1, 4, 6, 4, 1] / 16 along each axis (a Gaussian of sigma 1; edges replicated), then resampled
+    bilinearly with ``align_corners=True``, the geometry of :func:`resize_flow`: coarse pixel
+    ``j`` sits at fine pixel ``j (H - 1) / (h - 1)``, so a coarse field and its upsampled version
+    describe the same motion (average pooling would put it at ``2 j + 0.5``). The kernel is
+    positive and sums to 1, so one-hot maps stay in [0, 1] and sum to 1.
+    """
+    out = [x]
+    for size in sizes[1:]:
+        y = out[-1]
+        h, w = y.shape[-2:]
+        y = F.pad(y, (2, 2, 2, 2), mode="replicate")  # (B, C, h + 4, w + 4)
+        # Shifted slices rather than a grouped conv: several times faster on the CPU.
+        y = y[..., 0:h, :] + y[..., 4:h + 4, :] + 4 * (y[..., 1:h + 1, :] + y[..., 3:h + 3, :]) + 6 * y[..., 2:h + 2, :]
+        y = y[..., 0:w] + y[..., 4:w + 4] + 4 * (y[..., 1:w + 1] + y[..., 3:w + 3]) + 6 * y[..., 2:w + 2]
+        out.append(F.interpolate(y / 256.0, size=size, mode="bilinear", align_corners=True))  # (B, C, *size)
+    return out
+
+
+def _sample_levels(x: Tensor, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
+    """``x`` (B, C, H, W) at each of ``sizes`` by nearest sampling, in the geometry of :func:`_pyramid`.
+
+    Coarse pixel ``j`` takes fine pixel ``round(j (H - 1) / (h - 1))``. For label maps: a blurred
+    one-hot is a soft map whose soft Dice with itself is not 0, which would put a floor under the
+    label term and reward sharpening; sampled labels stay one-hot (soft pseudo-labels stay as given).
+    """
+    h, w = x.shape[-2:]
+    out = []
+    for size in sizes:
+        rows = torch.linspace(0, h - 1, size[0], device=x.device).round().long()
+        cols = torch.linspace(0, w - 1, size[1], device=x.device).round().long()
+        out.append(x[:, :, rows][:, :, :, cols])  # (B, C, *size)
+    return out
+
+
+def _as_soft(labels: Tensor, num_classes: int, batch_hw: tuple[int, int, int], name: str) -> Tensor:
+    """Integer labels (B, H, W) or soft maps (B, K, H, W) -> float (B, K, H, W)."""
+    b, h, w = batch_hw
+    if labels.ndim == 3 and not labels.is_floating_point() and tuple(labels.shape) == (b, h, w):
+        return one_hot(labels, num_classes)
+    if labels.ndim == 4 and labels.is_floating_point() and tuple(labels.shape) == (b, num_classes, h, w):
+        return labels.float()
+    raise ValueError(f"{name} must be integer labels ({b}, {h}, {w}) or soft maps ({b}, {num_classes}, {h}, {w}), "
+                     f"got {tuple(labels.shape)} of dtype {labels.dtype}")
+
+
+def registration_loss(
+    out: RegOutput,
+    moving: Tensor,
+    fixed: Tensor,
+    *,
+    moving_labels: Tensor | None = None,
+    fixed_labels: Tensor | None = None,
+    num_classes: int = 5,
+    local: bool = False,
+    label_weight: float = 1.0,
+    reg_weights: Sequence[float] = (128, 64, 32, 16, 8),
+) -> RegLoss:
+    """The multi-level registration loss of a :class:`RegOutput` for ``moving`` onto ``fixed``.
+
+    moving, fixed: (B, 1, H, W); labels: integer (B, H, W) or soft (B, K, H, W), both or neither
+    (the label term is 0 without them). Images are brought to each level's size by
+    :func:`_pyramid` (blur, then resample), one-hot labels by nearest sampling on the same grid
+    (:func:`_sample_levels`); the moving ones are warped by that level's total field ``D_i``.
+    Per level: ``ncc(warp(moving_i, D_i), fixed_i) + w_i * gradient_loss(r_i) + label_weight *
+    dice(warp(onehot(moving_labels)_i, D_i), fixed_labels_i)`` (foreground soft Dice); the
+    three terms are summed over levels and divided by their number. ``reg_weights`` are listed
+    coarsest to finest for 5 levels; a network with fewer levels takes the last ones, those of
+    the same resolutions (levels 0..n-1 of the paper: 8 at full resolution).
+    """
+    if not isinstance(out, RegOutput) or not out.flows or len(out.residuals) != len(out.flows):
+        raise ValueError("out must be the RegOutput of a RegNet forward pass")
+    n = len(out.flows)
+    if len(reg_weights) < n:
+        raise ValueError(f"reg_weights needs one weight per level ({n}), got {tuple(reg_weights)}")
+    if moving.ndim != 4 or moving.shape[1] != 1 or moving.shape != fixed.shape or moving.shape[-2:] != out.flow.shape[-2:]:
+        raise ValueError(f"moving and fixed must be (B, 1, H, W) like the flow {tuple(out.flow.shape)}, "
+                         f"got {tuple(moving.shape)} and {tuple(fixed.shape)}")
+    if (moving_labels is None) != (fixed_labels is None):
+        raise ValueError("give both moving_labels and fixed_labels, or neither")
+    weights = [float(w) for w in reg_weights[-n:]]
+    sizes = [tuple(f.shape[-2:]) for f in reversed(out.flows)]  # finest first
+    movings = _pyramid(moving.float(), sizes)[::-1]  # coarsest first, like out.flows
+    fixeds = _pyramid(fixed.float(), sizes)[::-1]
+    zero = out.flow.new_zeros(())
+    sim, smooth, label = zero, zero, zero
+    for i in range(n):
+        warped = warp(movings[i], out.flows[i])  # (B, 1, h, w)
+        sim = sim + (local_ncc_loss(warped, fixeds[i], 9) if local else global_ncc_loss(warped, fixeds[i]))
+        smooth = smooth + weights[i] * gradient_loss(out.residuals[i])
+    if moving_labels is not None:
+        bhw = (moving.shape[0], *moving.shape[-2:])
+        lab_m = _sample_levels(_as_soft(moving_labels, num_classes, bhw, "moving_labels"), sizes)[::-1]
+        lab_f = _sample_levels(_as_soft(fixed_labels, num_classes, bhw, "fixed_labels"), sizes)[::-1]
+        for i in range(n):
+            warped = warp(lab_m[i], out.flows[i]).clamp(0, 1)  # (B, K, h, w); clamp: rounding only
+            label = label + soft_dice_loss(warped, lab_f[i].clamp(0, 1))
+    sim, smooth, label = sim / n, smooth / n, label / n
+    return RegLoss(total=sim + smooth + label_weight * label, similarity=sim, smoothness=smooth, label=label)

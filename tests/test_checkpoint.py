@@ -1,0 +1,211 @@
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from segreg_lite.checkpoint import FORMAT, Checkpoint, load_checkpoint, load_into, save_checkpoint
+from segreg_lite.config import TrainConfig
+from segreg_lite.unet import UNet
+
+
+def _unet(features=4, seed=0):
+    torch.manual_seed(seed)
+    return UNet(num_classes=3, features=features, levels=3)
+
+
+class _Custom:
+    """A class that weights_only loading must refuse to unpickle."""
+
+
+class _Evil:
+    """Unpickling this would create a file: proof that a refused file never ran any code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A real checkpoint of a small U-Net: (path, model)."""
+    model = _unet()
+    path = save_checkpoint(tmp_path / "ckpt.pt", models={"seg": model}, config=TrainConfig(rounds=5))
+    return path, model
+
+
+def test_round_trip_models_config_extra_and_optimizer(tmp_path):
+    model = _unet()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.rand(2, 1, 16, 16)).mean().backward()
+    opt.step()
+    config = TrainConfig(rounds=5, residual=True)
+    extra = {"round": 2, "seed": 7, "history": [{"loss": 0.5, "hd95": math.nan}], "split": {"train": [3, 1], "test": []}}
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3)
+    optimizers = {"seg": opt, "seg_sched": sched}
+    path = save_checkpoint(tmp_path / "run" / "ckpt.pt", models={"seg": model}, config=config, extra=extra, optimizers=optimizers)
+    assert path == tmp_path / "run" / "ckpt.pt"
+
+    ckpt = load_checkpoint(path)
+    assert isinstance(ckpt, Checkpoint) and set(ckpt.models) == {"seg"}
+    rebuilt = ckpt.models["seg"]
+    assert type(rebuilt) is UNet and rebuilt.config == model.config
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(rebuilt.eval()(x), model.eval()(x))
+    assert ckpt.config == config
+    assert ckpt.extra["round"] == 2 and ckpt.extra["split"] == extra["split"] and math.isnan(ckpt.extra["history"][0]["hd95"])
+
+    opt2 = torch.optim.Adam(rebuilt.parameters(), lr=1e-3)
+    opt2.load_state_dict(ckpt.optimizer_states["seg"])
+    first = next(iter(opt.state.values()))
+    assert torch.equal(next(iter(opt2.state.values()))["exp_avg"], first["exp_avg"])
+    assert ckpt.optimizer_states["seg_sched"] == sched.state_dict()
+
+
+def test_config_as_dict_or_none(tmp_path):
+    save_checkpoint(tmp_path / "a.pt", models={"seg": _unet()}, config=TrainConfig(rounds=4).to_dict())
+    assert load_checkpoint(tmp_path / "a.pt").config == TrainConfig(rounds=4)
+    save_checkpoint(tmp_path / "b.pt", models={"seg": _unet()})
+    ckpt = load_checkpoint(tmp_path / "b.pt")
+    assert ckpt.config is None and ckpt.extra == {} and ckpt.optimizer_states == {}
+
+
+def test_regnet_round_trip(tmp_path):
+    regnet = pytest.importorskip("segreg_lite.regnet")
+    torch.manual_seed(0)
+    model = regnet.RegNet()
+    with torch.no_grad():  # the flow heads start at zero: perturb every weight so the test means something
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_checkpoint(tmp_path / "r.pt", models={"reg": model, "seg": _unet()})
+    rebuilt = load_checkpoint(tmp_path / "r.pt").models["reg"].eval()
+    moving, fixed = torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32)
+    assert torch.equal(rebuilt(moving, fixed).flow, model.eval()(moving, fixed).flow)
+
+
+def test_failed_save_keeps_old_checkpoint_and_leaves_no_temp_files(saved, monkeypatch):
+    path, model = saved
+    before = path.read_bytes()
+
+    def torn_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(before[: len(before) // 3])  # half-written, then the disk fills up
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, models={"seg": _unet(seed=1)})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.equal(load_checkpoint(path).models["seg"].eval()(x), model.eval()(x))
+
+
+def test_bad_extra_is_refused_before_writing(tmp_path):
+    cases = (({"seed": np.int64(3)}, "int64"), ({"dice": [np.float64(0.5)]}, r"\['dice'\]\[0\].*float64"),
+             ({"w": torch.ones(2)}, "Tensor"), ({1: "a"}, "keys must be str"))
+    for extra, match in cases:
+        with pytest.raises(ValueError, match=match):
+            save_checkpoint(tmp_path / "x.pt", models={"seg": _unet()}, extra=extra)
+    with pytest.raises(ValueError, match=r"optimizers\['sched'\].*function"):
+        save_checkpoint(tmp_path / "x.pt", models={"seg": _unet()}, optimizers={"sched": {"lr_lambda": abs}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_truncated_file(saved, tmp_path):
+    path, _ = saved
+    data = path.read_bytes()
+    half = tmp_path / "half.pt"
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"half\.pt.*truncated, corrupt"):
+        load_checkpoint(half)
+
+
+def test_random_bytes(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError, match=r"junk\.pt.*not a readable checkpoint"):
+        load_checkpoint(junk)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "empty.pt")
+
+
+def test_torch_file_that_is_not_ours(tmp_path):
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other\.pt.*not a segreg-lite checkpoint.*\['a'\]"):
+        load_checkpoint(tmp_path / "other.pt")
+    torch.save({"format": FORMAT, "version": 99, "models": {}}, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="version 99"):
+        load_checkpoint(tmp_path / "future.pt")
+
+
+def test_arbitrary_objects_are_never_unpickled(tmp_path):
+    torch.save({"format": FORMAT, "obj": _Custom()}, tmp_path / "custom.pt")
+    with pytest.raises(ValueError, match=r"custom\.pt.*_Custom.*weights_only=True"):
+        load_checkpoint(tmp_path / "custom.pt")
+    marker = tmp_path / "pwned"
+    torch.save({"format": FORMAT, "obj": _Evil(str(marker))}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="weights_only=True"):
+        load_into(tmp_path / "evil.pt", "seg", _unet())
+    assert not marker.exists()
+
+
+def _tamper(path, edit):
+    payload = torch.load(path, weights_only=True)
+    edit(payload)
+    torch.save(payload, path)
+
+
+def test_unknown_model_class(saved):
+    path, _ = saved
+    _tamper(path, lambda p: p["models"]["seg"].update({"class": "VNet"}))
+    with pytest.raises(ValueError, match=r"model 'seg'.*unknown model class 'VNet'; known: UNet, RegNet"):
+        load_checkpoint(path)
+
+
+def test_state_dict_that_does_not_fit(saved):
+    path, _ = saved
+    key = "head.weight"
+
+    def edit(p):
+        state = p["models"]["seg"]["state_dict"]
+        state[key] = torch.zeros(7, 4, 1, 1)
+        del state["head.bias"]
+        state["extra.weight"] = torch.zeros(1)
+
+    _tamper(path, edit)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "model 'seg'" in message and "UNet(" in message
+    assert "missing keys (1): head.bias" in message and "unexpected keys (1): extra.weight" in message
+    assert "head.weight saved (7, 4, 1, 1) vs model (3, 4, 1, 1)" in message
+
+
+def test_load_into_same_model(saved):
+    path, model = saved
+    target = _unet(seed=5)
+    assert load_into(path, "seg", target) is target
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.equal(target.eval()(x), model.eval()(x))
+    with pytest.raises(ValueError, match=r"no model 'reg'; it has \['seg'\]"):
+        load_into(path, "reg", target)
+
+
+def test_load_into_another_model(tmp_path):
+    path = save_checkpoint(tmp_path / "f8.pt", models={"seg": _unet(features=8)})
+    with pytest.raises(ValueError, match="checkpoint from another model") as info:
+        load_into(path, "seg", _unet(features=16))
+    message = str(info.value)
+    assert "'features': 8" in message and "'features': 16" in message  # both configs shown
+    assert "features: 8 vs 16" in message

@@ -1,0 +1,98 @@
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from segreg_lite.config import PRESETS, TrainConfig, autocast, get_preset, pick_device, seed_everything, smoke
+
+LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "rounds", "batch_size")
+
+
+def test_presets_exist():
+    assert set(PRESETS) == {"cpu", "paper"}
+    assert get_preset("cpu") == TrainConfig()
+    assert isinstance(get_preset("paper", n_annotated=3, n_train=140), TrainConfig)
+
+
+def test_paper_preset_needs_sizes():
+    with pytest.raises(ValueError, match="n_annotated and n_train"):
+        get_preset("paper")
+    with pytest.raises(ValueError, match="n_annotated and n_train"):
+        get_preset("paper", n_annotated=3)
+
+
+def test_paper_preset_converts_epochs_to_steps():
+    c = get_preset("paper", n_annotated=3, n_train=140)
+    assert c.batch_size == 5 and c.rounds == 10
+    assert c.seg_steps == 500 * 1  # 3 images at batch 5: one step per epoch
+    assert c.seg_round_steps == 100 * 28  # 140 images / 5
+    assert c.reg_steps == 200 * 28 and c.reg_round_steps == 50 * 28
+    assert (c.seg_lr, c.seg_round_lr, c.reg_lr, c.reg_round_lr) == (1e-4, 1e-5, 1e-3, 1e-4)
+    assert get_preset("paper", n_annotated=6, n_train=141).seg_steps == 500 * 2  # partial batch counts
+
+
+def test_unknown_preset_lists_names():
+    with pytest.raises(ValueError, match="cpu, paper"):
+        get_preset("gpu")
+
+
+def test_smoke_shrinks_lengths_and_keeps_the_rest():
+    base = get_preset("paper", n_annotated=30, n_train=300)
+    small = smoke(base)
+    for name in LENGTHS:
+        assert getattr(small, name) <= getattr(base, name), name
+    assert small.seg_steps < 10 and small.reg_steps < 10 and small.rounds <= 2
+    keep = lambda c: {k: v for k, v in c.to_dict().items() if k not in LENGTHS}  # noqa: E731
+    assert keep(small) == keep(base)
+
+
+@pytest.mark.parametrize("bad", [dict(seg_lr=-1e-3), dict(reg_lr=math.nan), dict(seg_steps=-1), dict(label_weight=math.inf)])
+def test_rejects_negative_and_non_finite(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("dropout", [1.0, 1.5])
+def test_rejects_bad_dropout(dropout):
+    with pytest.raises(ValueError, match="dropout"):
+        TrainConfig(dropout=dropout)
+
+
+def test_rejects_empty_batch():
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
+
+
+def test_dict_round_trip_and_unknown_keys():
+    c = replace(TrainConfig(), rounds=7, residual=True)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig.from_dict({**c.to_dict(), "learning_rate": 0.1})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
+def test_pick_device_on_a_cpu_machine():
+    if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        assert pick_device("auto") == torch.device("cpu")
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        pick_device("cuda")
+
+
+def test_autocast_is_a_no_op_on_cpu():
+    a = torch.rand(4, 4)
+    with autocast(torch.device("cpu")):
+        assert (a @ a).dtype == torch.float32
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_seed_everything_makes_torch_rand_reproducible():
+    g1 = seed_everything(123)
+    a = torch.rand(5)
+    b = torch.rand(3, generator=g1)
+    g2 = seed_everything(123)
+    assert torch.equal(a, torch.rand(5))
+    assert torch.equal(b, torch.rand(3, generator=g2))
+    seed_everything(124)
+    assert not torch.equal(a, torch.rand(5))

@@ -1,0 +1,110 @@
+import pytest
+import torch
+
+from segreg_lite.losses import one_hot
+from segreg_lite.regnet import RegNet
+from segreg_lite.register import propagate_labels, register, train_registration
+from segreg_lite.transforms import warp
+
+
+def _blobs():
+    """Two smooth 32x32 blobs, the second 3 pixels to the right of the first; labels by threshold."""
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    images = torch.stack([torch.exp(-((y - 16) ** 2 + (x - cx) ** 2) / 50)[None] for cx in (14.5, 17.5)])
+    return images, (images[:, 0] > 0.5).long()  # (2, 1, 32, 32), (2, 32, 32)
+
+
+def test_training_aligns_a_shifted_blob():
+    torch.manual_seed(0)
+    images, _ = _blobs()
+    model = RegNet(features=8, levels=3)
+    steps = []
+    history = train_registration(model, images, [0, 1], steps=60, lr=3e-3, batch_size=8, device="cpu",
+                                 callback=lambda step, terms: steps.append(step))
+    assert set(history) == {"loss", "similarity", "smoothness", "label"}
+    assert all(len(v) == 60 for v in history.values()) and steps == list(range(60))
+    assert not model.training and history["label"] == [0.0] * 60
+    first, last = history["similarity"][0], sum(history["similarity"][-5:]) / 5
+    assert last < 0.5 * first
+    flow = register(model, images[:1], images[1:])  # (1, 2, 32, 32)
+    # fixed(p) = moving(p - 3 columns): the field must read 3 px to the left inside the blob.
+    # 60 steps get -1.9..-3.2 px over seeds 0-5; 250 steps converge to -3.0 +- 0.1.
+    inside = flow[0, :, 10:22, 10:22].mean(dim=(1, 2))
+    assert -4.0 < inside[1] < -1.5 and inside[0].abs() < 0.5
+    # Label propagation uses the same field, and its argmax now overlaps the fixed blob's label.
+    _, labels = _blobs()
+    soft = propagate_labels(model, images[:1], labels[:1], images[1:], num_classes=2)
+    torch.testing.assert_close(soft, warp(one_hot(labels[:1], 2), flow).clamp(0, 1))
+    assert (soft.argmax(1) != labels[1:]).sum() < 0.5 * (labels[0] != labels[1]).sum()
+
+
+def test_label_term_decreases_when_labels_are_given():
+    torch.manual_seed(0)
+    images, labels = _blobs()
+    history = train_registration(RegNet(features=8, levels=3), images, [0, 1], steps=60, lr=3e-3, batch_size=8,
+                                 labels=labels, num_classes=2, device="cpu")
+    assert sum(history["label"][-5:]) / 5 < 0.6 * history["label"][0]  # 0.31 -> 0.10..0.14 over seeds 0-5
+
+
+def test_training_is_seeded_and_accepts_soft_labels():
+    images, labels = _blobs()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        runs.append(train_registration(RegNet(features=4, levels=3), images, [0, 1, 1], steps=3, lr=1e-3,
+                                       batch_size=2, labels=one_hot(labels, 2), num_classes=2, device="cpu"))
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(indices=[1, 1]), "2 distinct"),
+        (dict(indices=[0, 5]), "indices"),
+        (dict(labels=torch.zeros(2, 16, 16, dtype=torch.long)), "labels"),
+        (dict(labels=torch.zeros(2, 3, 32, 32)), "soft maps"),
+    ],
+)
+def test_bad_training_inputs_raise(kwargs, match):
+    images, _ = _blobs()
+    kwargs = {"indices": [0, 1], **kwargs}
+    with pytest.raises(ValueError, match=match):
+        train_registration(RegNet(features=4, levels=3), images, kwargs.pop("indices"), steps=1, lr=1e-3,
+                           num_classes=2, device="cpu", **kwargs)
+
+
+def test_register_batches_and_broadcasts():
+    torch.manual_seed(0)
+    model = RegNet(features=4, levels=3)
+    with torch.no_grad():
+        for head in model.heads:
+            head.weight.normal_(0, 0.1)
+    moving, fixed = torch.rand(5, 1, 32, 32), torch.rand(5, 1, 32, 32)
+    whole = register(model, moving, fixed, batch_size=16)
+    assert whole.shape == (5, 2, 32, 32)
+    torch.testing.assert_close(register(model, moving, fixed, batch_size=2), whole)
+    one_to_many = register(model, moving[:1], fixed)
+    torch.testing.assert_close(one_to_many[3], register(model, moving[:1], fixed[3:4])[0])
+    with pytest.raises(ValueError, match="neither is 1"):
+        register(model, moving[:2], fixed)
+
+
+def test_propagated_labels_of_an_identity_model_are_the_atlas_labels():
+    torch.manual_seed(0)
+    model = RegNet(features=4, levels=3)
+    atlases = torch.rand(3, 1, 32, 32)
+    labels = torch.randint(0, 4, (3, 32, 32))
+    soft = propagate_labels(model, atlases, labels, atlases[1:2], num_classes=4, atlas_index=[[1, 1]])
+    assert soft.shape == (1, 4, 32, 32)
+    torch.testing.assert_close(soft, one_hot(labels[1:2], 4), atol=1e-3, rtol=0)
+    # Every atlas onto every target: the mean is a fusion in [0, 1] summing to 1 over classes.
+    every = propagate_labels(model, atlases, labels, atlases, num_classes=4, batch_size=4, return_all=True)
+    assert every.shape == (3, 3, 4, 32, 32)
+    for a in range(3):  # atlas a onto target a returns atlas a's labels
+        torch.testing.assert_close(every[a, a], one_hot(labels[a : a + 1], 4)[0], atol=1e-3, rtol=0)
+    mean = propagate_labels(model, atlases, one_hot(labels, 4), atlases, num_classes=4, batch_size=4)
+    torch.testing.assert_close(mean, every.mean(dim=1))
+    torch.testing.assert_close(mean.sum(dim=1), torch.ones(3, 32, 32))
+    with pytest.raises(ValueError, match="atlas_index"):
+        propagate_labels(model, atlases, labels, atlases, num_classes=4, atlas_index=[[3]] * 3)
+

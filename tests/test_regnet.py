@@ -1,0 +1,161 @@
+import pytest
+import torch
+
+from segreg_lite.losses import gradient_loss, one_hot
+from segreg_lite.regnet import RegLoss, RegNet, RegOutput, registration_loss
+from segreg_lite.transforms import jacobian_determinant, resize_flow, warp
+
+
+def _pair(b=2, h=32, w=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 1, h, w, generator=g), torch.rand(b, 1, h, w, generator=g)
+
+
+def _zero_output(b, sizes):
+    """A RegOutput of zero fields at ``sizes`` (coarsest first)."""
+    flows = [torch.zeros(b, 2, *s) for s in sizes]
+    return RegOutput(flow=flows[-1], flows=flows, residuals=[f.clone() for f in flows])
+
+
+@pytest.mark.parametrize("diffeomorphic", [False, True])
+def test_output_shapes_fields_and_config_rebuilds(diffeomorphic):
+    model = RegNet(features=8, levels=3, diffeomorphic=diffeomorphic).eval()
+    out = model(*_pair())
+    assert isinstance(out, RegOutput) and out._fields == ("flow", "flows", "residuals")
+    assert out.flow.shape == (2, 2, 32, 48) and out.flow is out.flows[-1]
+    assert [tuple(f.shape[-2:]) for f in out.flows] == [(8, 12), (16, 24), (32, 48)]  # coarsest first
+    assert [tuple(r.shape) for r in out.residuals] == [tuple(f.shape) for f in out.flows]
+    assert model.config == dict(in_channels=2, features=8, levels=3, diffeomorphic=diffeomorphic, integration_steps=7)
+    RegNet(**model.config).load_state_dict(model.state_dict())  # same architecture, key for key
+
+
+def test_total_field_is_upsampled_coarser_field_plus_residual():
+    torch.manual_seed(0)
+    model = RegNet(features=8, levels=3)
+    with torch.no_grad():
+        for head in model.heads:
+            head.weight.normal_(0, 0.1)
+        out = model(*_pair())
+    assert torch.equal(out.flows[0], out.residuals[0])
+    for i in (1, 2):  # D_i = resize_flow(D_{i-1}) + r_i: the exact "2 * up(D)"
+        want = resize_flow(out.flows[i - 1], out.flows[i].shape[-2:]) + out.residuals[i]
+        torch.testing.assert_close(out.flows[i], want)
+
+
+@pytest.mark.parametrize("diffeomorphic", [False, True])
+def test_starts_at_the_identity(diffeomorphic):
+    moving, fixed = _pair()
+    out = RegNet(features=8, levels=3, diffeomorphic=diffeomorphic)(moving, fixed)
+    for f in out.flows:
+        assert f.abs().max() < 1e-2
+    torch.testing.assert_close(warp(moving, out.flow), moving, atol=1e-3, rtol=0)
+
+
+def test_diffeomorphic_variant_does_not_fold_where_the_plain_one_does():
+    torch.manual_seed(0)
+    diffeo = RegNet(features=8, levels=3, diffeomorphic=True)
+    with torch.no_grad():  # large random heads: fields of several pixels with rough gradients
+        for head in diffeo.heads:
+            head.weight.normal_(0, 1.0)
+    plain = RegNet(**{**diffeo.config, "diffeomorphic": False})
+    plain.load_state_dict(diffeo.state_dict())
+    pair = _pair(h=32, w=32)
+    with torch.no_grad():
+        flow_d, flow_p = diffeo(*pair).flow, plain(*pair).flow
+    assert flow_d.abs().max() > 2  # a real deformation, not the identity
+    assert jacobian_determinant(flow_d).min() > 0
+    assert jacobian_determinant(flow_p).min() <= 0  # the same velocity used directly folds
+
+
+@pytest.mark.parametrize("diffeomorphic", [False, True])
+def test_gradients_reach_every_parameter(diffeomorphic):
+    torch.manual_seed(0)
+    model = RegNet(features=8, levels=3, diffeomorphic=diffeomorphic)
+    moving, fixed = _pair(h=32, w=32)
+    registration_loss(model(moving, fixed), moving, fixed).total.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize(
+    "moving, fixed, match",
+    [
+        (torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 16), "same shape"),
+        (torch.rand(1, 2, 32, 32), torch.rand(1, 2, 32, 32), r"\(B, 1, H, W\)"),
+        (torch.rand(1, 32, 32), torch.rand(1, 32, 32), r"\(B, 1, H, W\)"),
+        (torch.rand(1, 1, 30, 32), torch.rand(1, 1, 30, 32), "divisible by 4"),
+        (torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4), "at least 8"),
+        (torch.full((1, 1, 32, 32), float("nan")), torch.rand(1, 1, 32, 32), r"NaN.*\(1, 1, 32, 32\)"),
+    ],
+)
+def test_bad_inputs_raise(moving, fixed, match):
+    with pytest.raises(ValueError, match=match):
+        RegNet(features=8, levels=3)(moving, fixed)
+
+
+@pytest.mark.parametrize("kwargs", [dict(features=0), dict(in_channels=3), dict(levels=True), dict(integration_steps=-1)])
+def test_bad_constructor_arguments_raise(kwargs):
+    with pytest.raises(ValueError, match="RegNet"):
+        RegNet(**kwargs)
+
+
+def test_loss_of_identical_images_and_labels_with_zero_flow_is_zero():
+    image = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    labels = torch.randint(0, 3, (2, 32, 32), generator=torch.Generator().manual_seed(2))
+    out = _zero_output(2, [(8, 8), (16, 16), (32, 32)])
+    loss = registration_loss(out, image, image, moving_labels=labels, fixed_labels=labels, num_classes=3)
+    assert isinstance(loss, RegLoss) and loss._fields == ("total", "similarity", "smoothness", "label")
+    assert loss.similarity.abs() < 1e-4 and loss.smoothness == 0 and loss.label.abs() < 1e-4
+    assert loss.total.abs() < 1e-3
+    local = registration_loss(out, image, image, local=True)
+    assert local.similarity.abs() < 1e-2 and local.label == 0  # no labels: a zero tensor
+
+
+def test_label_term_is_positive_for_different_labels_and_soft_targets_are_accepted():
+    image = torch.rand(1, 1, 32, 32)
+    a, b = torch.zeros(1, 32, 32, dtype=torch.long), torch.zeros(1, 32, 32, dtype=torch.long)
+    a[:, 8:20, 8:20], b[:, 14:26, 14:26] = 1, 1
+    out = _zero_output(1, [(8, 8), (16, 16), (32, 32)])
+    hard = registration_loss(out, image, image, moving_labels=a, fixed_labels=b, num_classes=2)
+    assert hard.label > 0.3
+    soft = registration_loss(out, image, image, moving_labels=a, fixed_labels=one_hot(b, 2), num_classes=2)
+    torch.testing.assert_close(soft.label, hard.label)
+    weighted = registration_loss(out, image, image, moving_labels=a, fixed_labels=b, num_classes=2, label_weight=2.0)
+    torch.testing.assert_close(weighted.total, hard.similarity + hard.smoothness + 2 * hard.label)
+    with pytest.raises(ValueError, match="both"):
+        registration_loss(out, image, image, moving_labels=a, num_classes=2)
+    with pytest.raises(ValueError, match="soft maps"):
+        registration_loss(out, image, image, moving_labels=a, fixed_labels=one_hot(b, 2), num_classes=3)
+
+
+def test_smoothness_weights_run_coarsest_to_finest():
+    image = torch.rand(1, 1, 64, 64)
+    sizes = [(4, 4), (8, 8), (16, 16), (32, 32), (64, 64)]
+    rows = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 2, 4, 4)  # gradient_loss = 1 / 2
+    for level, weight in ((0, 128), (4, 8)):
+        out = _zero_output(1, sizes)
+        out.residuals[level] = rows if level == 0 else torch.arange(64.0).view(1, 1, 64, 1).expand(1, 2, 64, 64)
+        g = gradient_loss(out.residuals[level])
+        torch.testing.assert_close(registration_loss(out, image, image).smoothness, weight * g / 5)
+    # Three levels take the weights of the three finest resolutions (32, 16, 8) unless told.
+    out = _zero_output(1, sizes[2:])
+    out.residuals[0] = torch.arange(16.0).view(1, 1, 16, 1).expand(1, 2, 16, 16)
+    g = gradient_loss(out.residuals[0])
+    torch.testing.assert_close(registration_loss(out, image, image).smoothness, 32 * g / 3)
+    torch.testing.assert_close(registration_loss(out, image, image, reg_weights=(128, 64, 32)).smoothness, 128 * g / 3)
+    with pytest.raises(ValueError, match="one weight per level"):
+        registration_loss(out, image, image, reg_weights=(1, 2))
+
+
+def test_a_field_that_undoes_a_shift_lowers_the_similarity_term():
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    blob = lambda cx: torch.exp(-((y - 16) ** 2 + (x - cx) ** 2) / 50)[None, None]  # noqa: E731
+    moving, fixed = blob(14.0), blob(17.0)  # fixed = moving moved 3 px right
+    sizes = [(8, 8), (16, 16), (32, 32)]
+    zero = _zero_output(1, sizes)
+    flows = [torch.zeros(1, 2, *s) for s in sizes]
+    for f, s in zip(flows, sizes):
+        f[:, 1] = -3.0 * (s[1] - 1) / 31  # out(p) = moving(p - 3): 3 full-resolution pixels, per level
+    shifted = RegOutput(flow=flows[-1], flows=flows, residuals=[torch.zeros_like(f) for f in flows])
+    assert registration_loss(shifted, moving, fixed).similarity < 0.1 * registration_loss(zero, moving, fixed).similarity
