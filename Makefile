@@ -38,6 +38,7 @@ results: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cohort.py
+	$(PY) benchmarks/bench_models.py
 
 clean:
 	rm -rf _build .pytest_cache

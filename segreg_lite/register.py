@@ -58,6 +58,7 @@ def train_registration(
     num_classes: int = 5,
     local: bool = False,
     label_weight: float = 1.0,
+    reg_weights: Sequence[float] = (128, 64, 32, 16, 8),
     device: torch.device | str | None = None,
     seed: int = 0,
     amp: bool = True,
@@ -110,7 +111,7 @@ def train_registration(
             out = model(moving, fixed)
         # The loss in float32, outside autocast: the fields already are (see RegNet.forward).
         loss = registration_loss(out, moving, fixed, num_classes=num_classes, local=local,
-                                 label_weight=label_weight, **extra)
+                                 label_weight=label_weight, reg_weights=reg_weights, **extra)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss.total).backward()
         scaler.step(opt)
