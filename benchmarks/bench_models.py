@@ -10,8 +10,10 @@ registration inference per pair (batch 16 and batch 1, no_grad); and peak memory
 FLOPs are those ``torch.utils.flop_counter.FlopCounterMode`` counts for one forward + backward:
 convolutions and matmuls only (norms, activations, warping and the optimizer are not counted), so
 the achieved GFLOP/s slightly understate the work done. Times are medians over ``--steps`` timed
-steps after warm-up. Nothing is asserted: the figures inform the presets (the aim is >= 0.7 of
-the matmul rate) and the book. After Li et al. (arXiv 2502.03229).
+steps after warm-up; every configuration is primed once before any is measured. Other processes
+on a small machine distort every figure, so the run ends by saying how busy the CPU was. Nothing
+is asserted: the figures inform the presets (the aim is >= 0.7 of the matmul rate) and the book.
+After Li et al. (arXiv 2502.03229).
 """
 from __future__ import annotations
 
@@ -227,12 +229,20 @@ def main() -> None:
           + f", amp {'float16' if amp else 'off'}")
     other_start, wall_start = other_cpu_seconds(), time.perf_counter()
     print(f"TrainConfig(): U-Net features {cfg.features}, RegNet features {cfg.reg_features}, "
-          f"batch {cfg.batch_size}, {SIZE}x{SIZE}, {NUM_CLASSES} classes; median of {args.steps} steps after {args.warmup} warm-up")
+          f"batch {cfg.batch_size}, {SIZE}x{SIZE}, {NUM_CLASSES} classes; median of {args.steps} steps after {args.warmup} warm-up "
+          "(each configuration primed once beforehand)")
 
     mm32 = matmul_gflops(device, torch.float32, repeats=max(5, args.steps // 2))
     mm_ref = matmul_gflops(device, torch.float16, repeats=max(5, args.steps // 2)) if amp else mm32
     n = 2048 if device.type == "cpu" else 8192
     print(f"matmul {n}x{n} float32: {mm32:.1f} GFLOP/s" + (f"; float16: {mm_ref:.1f} GFLOP/s (amp yardstick)" if amp else ""))
+
+    # Prime every configuration once, unmeasured: one-time allocations (oneDNN primitives and
+    # scratch, the allocator's pools) would otherwise be charged to whichever section runs first.
+    prime = argparse.Namespace(steps=1, warmup=0)
+    for channels_last in (False, True):
+        bench_segmenter(cfg, device, prime, channels_last=channels_last)
+    bench_registration(cfg, device, prime)
 
     rows = [bench_segmenter(cfg, device, args, channels_last=False), bench_segmenter(cfg, device, args, channels_last=True)]
     rows += bench_registration(cfg, device, args)

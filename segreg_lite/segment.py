@@ -69,7 +69,8 @@ def train_segmenter(
     num_classes = model.config["num_classes"]
     aug_cfg = augment if isinstance(augment, AugmentConfig) else (AugmentConfig() if augment else None)
     gen = torch.Generator().manual_seed(seed)
-    model.to(device).train()
+    # channels_last: oneDNN's convolutions ran 1.27x faster so on a 2-core CPU (bench_models.py).
+    model.to(device=device, memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
@@ -87,7 +88,7 @@ def train_segmenter(
         if aug_cfg is not None:
             x, y = augment_batch(x, y, gen, aug_cfg)
         with autocast(device, amp):
-            logits = model(x)
+            logits = model(x.contiguous(memory_format=torch.channels_last))
         loss = segmentation_loss(logits.float(), y, soft_ce=soft_ce, weight=w)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss.total).backward()
@@ -109,8 +110,11 @@ def train_segmenter(
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 32, device: torch.device | str | None = None) -> torch.Tensor:
     """Softmax maps (N, K, H, W) on the CPU for images (N, 1, H, W), in eval mode."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).eval()
-    out = [torch.softmax(model(images[i : i + batch_size].to(device)).float(), dim=1).cpu() for i in range(0, len(images), batch_size)]
+    model.to(device=device, memory_format=torch.channels_last).eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = images[i : i + batch_size].to(device).contiguous(memory_format=torch.channels_last)
+        out.append(torch.softmax(model(x).float(), dim=1).contiguous().cpu())
     return torch.cat(out)
 
 
