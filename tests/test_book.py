@@ -32,7 +32,7 @@ def test_chapter_contract(chapter):
     assert outputs, "committed without outputs"
     assert not any(o.output_type == "error" for o in outputs)
     text = json.dumps(outputs)
-    assert "smoke mode: on" not in text, "committed outputs come from a smoke run"
+    assert "settings: shrunk" not in text and "settings: full" in text, "committed outputs come from a smoke run"
     assert not any("papermill" in c.metadata for c in nb.cells), "volatile metadata not stripped"
 
 
