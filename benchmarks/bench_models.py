@@ -29,9 +29,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from segreg_lite.config import TrainConfig, autocast, pick_device
-from segreg_lite.losses import global_ncc_loss, segmentation_loss
-from segreg_lite.regnet import RegNet
-from segreg_lite.transforms import warp
+from segreg_lite.losses import segmentation_loss
+from segreg_lite.regnet import RegNet, registration_loss
 from segreg_lite.unet import UNet
 
 SIZE = 128  # the default CPU preset's image size (cohort default)
@@ -161,12 +160,7 @@ def bench_segmenter(cfg: TrainConfig, device: torch.device, args: argparse.Names
 
 def _reg_loss(model: RegNet, moving: torch.Tensor, fixed: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """The registration network's training loss (unsupervised phase)."""
-    out = model(moving, fixed)
-    try:
-        from segreg_lite.regnet import registration_loss
-    except ImportError:  # before regnet.py had its loss: single-level global NCC
-        return global_ncc_loss(warp(moving, out.flow.float()), fixed)
-    return registration_loss(out, moving, fixed, local=cfg.local_ncc).total
+    return registration_loss(model(moving, fixed), moving, fixed, local=cfg.local_ncc).total
 
 
 def bench_registration(cfg: TrainConfig, device: torch.device, args: argparse.Namespace) -> list[dict]:

@@ -140,6 +140,24 @@ def autocast(device: torch.device, enabled: bool = True):
     return contextlib.nullcontext()
 
 
+def optimizer_step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, total: torch.Tensor) -> None:
+    """One training step's backward and update, through the (possibly disabled) AMP grad scaler."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    scaler.step(opt)
+    scaler.update()
+
+
+def record_step(history: dict[str, list[float]], step: int, terms: dict[str, float], bar=None, callback=None) -> None:
+    """Append a step's loss terms to ``history``; show the total on a tqdm ``bar``; call ``callback``."""
+    for key, value in terms.items():
+        history[key].append(value)
+    if bar is not None:
+        bar.set_postfix(loss=f"{terms['loss']:.3f}", refresh=False)
+    if callback is not None:
+        callback(step, terms)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch Generator seeded the same (for samplers)."""
     random.seed(seed)

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from segreg_lite.config import autocast, pick_device
+from segreg_lite.config import autocast, optimizer_step, pick_device, record_step
 from segreg_lite.losses import one_hot
 from segreg_lite.regnet import RegNet, registration_loss
 from segreg_lite.transforms import warp
@@ -112,18 +112,10 @@ def train_registration(
         # The loss in float32, outside autocast: the fields already are (see RegNet.forward).
         loss = registration_loss(out, moving, fixed, num_classes=num_classes, local=local,
                                  label_weight=label_weight, reg_weights=reg_weights, **extra)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss.total).backward()
-        scaler.step(opt)
-        scaler.update()
+        optimizer_step(opt, scaler, loss.total)
         terms = {"loss": loss.total.item(), "similarity": loss.similarity.item(),
                  "smoothness": loss.smoothness.item(), "label": loss.label.item()}
-        for key, value in terms.items():
-            history[key].append(value)
-        if progress:
-            bar.set_postfix(loss=f"{terms['loss']:.3f}", refresh=False)
-        if callback is not None:
-            callback(step, terms)
+        record_step(history, step, terms, bar if progress else None, callback)
     model.eval()
     return history
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from segreg_lite.augment import AugmentConfig, augment_batch
-from segreg_lite.config import autocast, pick_device
+from segreg_lite.config import autocast, optimizer_step, pick_device, record_step
 from segreg_lite.losses import one_hot, segmentation_loss
 from segreg_lite.metrics import dice_per_class, hausdorff
 
@@ -90,18 +90,10 @@ def train_segmenter(
         with autocast(device, amp):
             logits = model(x.contiguous(memory_format=torch.channels_last))
         loss = segmentation_loss(logits.float(), y, soft_ce=soft_ce, weight=w)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss.total).backward()
-        scaler.step(opt)
-        scaler.update()
+        optimizer_step(opt, scaler, loss.total)
         sched.step()
         terms = {"loss": loss.total.item(), "dice": loss.dice.item(), "ce": loss.ce.item()}
-        for key, value in terms.items():
-            history[key].append(value)
-        if progress:
-            bar.set_postfix(loss=f"{terms['loss']:.3f}", refresh=False)
-        if callback is not None:
-            callback(step, terms)
+        record_step(history, step, terms, bar if progress else None, callback)
     model.eval()
     return history
 
