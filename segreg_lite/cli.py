@@ -2,8 +2,13 @@
 
     segreg-lite cohort [--subjects 200] [--seed 0] [--size 128 128] [--out results/cohort]
 
+    segreg-lite run [--data cohort|oasis|FOLDER] [--fraction 0.01] [--methods ...] [--preset cpu]
+                    [--seed 0] [--out results/run] [--overwrite] [--smoke]
+
 ``cohort`` generates the default embedded cohort, prints a summary (subjects, the seg4 label
-table, class frequencies) and writes an overview figure and ``summary.json``.
+table, class frequencies) and writes an overview figure and ``summary.json``. ``run`` trains and
+evaluates methods on one seeded split (:mod:`segreg_lite.experiment`), writes ``results.json``
+and ``results.csv`` into ``--out`` and prints the comparison table; run again, it resumes.
 """
 from __future__ import annotations
 
@@ -55,6 +60,34 @@ def _cohort(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from segreg_lite.config import get_preset, smoke
+    from segreg_lite.experiment import check_methods, format_table, load_data, run_experiment
+    from segreg_lite.splits import make_split
+
+    methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+    start = time.perf_counter()
+    data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
+    config = None
+    if args.smoke or args.rounds is not None:
+        split = make_split(len(data.images), seed=args.seed, fraction=args.fraction)
+        config = get_preset(args.preset, n_annotated=len(split.annotated), n_train=len(split.train))
+        config = smoke(config) if args.smoke else config
+        config = replace(config, rounds=args.rounds) if args.rounds is not None else config
+    print(f"segreg-lite {__version__}: {data.description}; {args.fraction:g} annotated, seed {args.seed}, "
+          f"preset {args.preset}{' (smoke)' if args.smoke else ''}; methods {', '.join(methods)}", flush=True)
+    summary = run_experiment(data, args.out, methods=methods, fraction=args.fraction, preset=args.preset, config=config,
+                             seed=args.seed, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
+                             log=lambda msg: print(msg, flush=True))
+    print(f"\nmean over {len(summary['split']['test'])} test subjects (Dice; Hausdorff distances in pixels)\n")
+    print(format_table(summary))
+    print(f"\nwrote {Path(args.out) / 'results.json'} and {Path(args.out) / 'results.csv'} "
+          f"({(time.perf_counter() - start) / 60:.1f} min)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segreg-lite", description="Semi-supervised segmentation with registration-made pseudo-labels.")
     parser.add_argument("--version", action="version", version=f"segreg-lite {__version__}")
@@ -66,6 +99,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, default=0.01, help="annotated fraction of the training subjects (default 0.01)")
     p.add_argument("--out", default="results/cohort", help="output folder (default results/cohort)")
     p.set_defaults(func=_cohort)
+
+    from segreg_lite.experiment import DEFAULT_METHODS, METHODS
+
+    p = sub.add_parser("run", help="train and compare methods on one split; write results.json/.csv, print the table",
+                       epilog="methods: " + "; ".join(f"{k}: {v}" for k, v in METHODS.items()))
+    p.add_argument("--data", default="cohort", help="'cohort' (embedded, default), 'oasis' (download) or a NIfTI folder")
+    p.add_argument("--subjects", type=int, default=300, help="cohort size (default 300)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the generated cohort (default 0)")
+    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="cohort image size")
+    p.add_argument("--fraction", type=float, default=0.01, help="annotated fraction of the training subjects (default 0.01)")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated (default {','.join(DEFAULT_METHODS)})")
+    p.add_argument("--preset", default="cpu", help="training settings: cpu, quick or paper (default cpu)")
+    p.add_argument("--rounds", type=int, default=None, help="joint rounds (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
+    p.add_argument("--out", default="results/run", help="output folder (default results/run)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run with other settings held in --out")
+    p.add_argument("--smoke", action="store_true", help="tiny schedules: checks every code path in seconds")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run)
     return parser
 
 

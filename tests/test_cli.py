@@ -23,3 +23,16 @@ def test_bad_argument_is_a_clear_error(tmp_path, capsys):
 def test_python_dash_m_entry_point():
     done = subprocess.run([sys.executable, "-m", "segreg_lite", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and "segreg-lite" in done.stdout
+
+
+def test_run_command_prints_the_table_and_refuses_another_run(tmp_path, capsys):
+    args = ["run", "--subjects", "12", "--size", "32", "32", "--fraction", "0.2", "--smoke", "--quiet",
+            "--methods", "supervised_aug,joint", "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "supervised_aug" in out and "joint" in out and "white matter" in out
+    assert (tmp_path / "r" / "results.csv").exists() and (tmp_path / "r" / "results.json").exists()
+    assert main(args + ["--seed", "1"]) == 2
+    assert "holds another run" in capsys.readouterr().err
+    assert main(["run", "--methods", "joint,nonsense", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown method" in capsys.readouterr().err and not (tmp_path / "x").exists()

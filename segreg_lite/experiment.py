@@ -1,0 +1,295 @@
+"""The experiment API behind ``segreg-lite run``: data, split, methods, results files.
+
+After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and Registration"
+(arXiv 2502.03229, ISBI 2025). :func:`load_data` reads one of the three data paths (the
+embedded cohort, neurite-OASIS 2D, a folder of NIfTI slices); :func:`run_experiment` trains and
+evaluates the chosen :data:`METHODS` on one seeded split and writes, atomically, into its output
+folder:
+
+- ``run.json``: what the run is (data, fraction, seed, preset, config, split); a folder holding
+  another run is refused unless ``overwrite=True``;
+- ``methods/<method>.json``: each finished method's metrics, so a killed run skips them when
+  started again; ``checkpoints/``: pre-trained models and one file per joint run (per round);
+- ``results.json`` and ``results.csv``: every method's mean and per-class Dice, maximum Hausdorff
+  distance and HD95 on the test set, folding for registration, seconds, with config and split.
+
+Methods share work: the augmented supervised baseline *is* the joint method's pre-trained
+segmenter and registration-only uses its pre-trained registration network, as in the paper.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from segreg_lite.config import TrainConfig, get_preset, pick_device, seed_everything
+from segreg_lite.io import write_json, write_text
+from segreg_lite.labels import NUM_CLASSES, SEG4_NAMES
+from segreg_lite.splits import Split, make_split
+
+#: Method name -> what it is (the order of the results table).
+METHODS: dict[str, str] = {
+    "supervised": "U-Net, annotated images only, no augmentation",
+    "supervised_aug": "U-Net, annotated images only, with augmentation",
+    "mean_teacher": "Mean Teacher (EMA teacher, softmax consistency)",
+    "reg_only": "multi-atlas registration, no segmenter",
+    "joint_seg": "joint method, segmentation masks only",
+    "joint_reg": "joint method, registration masks only",
+    "joint": "joint method, combined soft masks",
+    "upper_bound": "U-Net, 100% of the labels",
+}
+#: What ``segreg-lite run`` (and the README's main command) runs by default.
+DEFAULT_METHODS: tuple[str, ...] = ("supervised_aug", "mean_teacher", "reg_only", "joint")
+_JOINT_MODES = {"joint": "combined", "joint_reg": "reg", "joint_seg": "seg"}
+
+
+@dataclass
+class Data:
+    """Images (N, 1, H, W) float32 in [0, 1], labels (N, H, W) int64, subject ids, label names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    subjects: list[str]
+    label_names: tuple[str, ...]
+    description: str
+
+
+def load_data(source: str = "cohort", *, n_subjects: int = 300, seed: int = 0,
+              size: Sequence[int] = (128, 128), max_subjects: int | None = None) -> Data:
+    """``"cohort"``: the embedded generated cohort (``n_subjects``, ``seed``, ``size``); ``"oasis"``:
+    neurite-OASIS 2D, downloaded into the cache on first use; any other value: a folder of NIfTI
+    ``<case>_image.nii.gz`` / ``<case>_label.nii.gz`` slices."""
+    if source == "cohort":
+        from segreg_lite.cohort import CohortConfig, generate_cohort
+
+        c = generate_cohort(n_subjects, seed=seed, config=CohortConfig(size=tuple(size)))
+        return Data(c.images, c.labels, list(c.subjects), SEG4_NAMES, f"embedded cohort, {n_subjects} subjects, seed {seed}")
+    if source == "oasis":
+        from segreg_lite.oasis import download_oasis2d, load_oasis2d
+
+        d = load_oasis2d(download_oasis2d(), max_subjects=max_subjects, progress=True)
+        desc = "neurite-OASIS 2D"
+    else:
+        from segreg_lite.nifti import load_nifti_folder
+
+        if not Path(source).is_dir():
+            raise FileNotFoundError(f"data {source!r} is neither 'cohort', 'oasis' nor an existing NIfTI folder")
+        d = load_nifti_folder(source)
+        desc = f"NIfTI folder {source}"
+    images, labels = torch.from_numpy(d["images"]).float(), torch.from_numpy(d["labels"]).long()
+    return Data(images, labels, list(d["subjects"]), tuple(d["label_names"]), f"{desc}, {len(images)} subjects")
+
+
+def check_methods(methods: Sequence[str]) -> list[str]:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown method(s) {unknown or '(none given)'}: choose from {', '.join(METHODS)}")
+    return [m for m in METHODS if m in methods]  # table order, no repeats
+
+
+def _seg_metrics(result: dict) -> dict[str, Any]:
+    return {"dice": result["mean_dice"], "hd": result["mean_hd"], "hd95": result["mean_hd95"],
+            "dice_per_class": [float(v) for v in result["dice_per_class"]],
+            "hd_per_class": [float(v) for v in result["hd_per_class"]],
+            "hd95_per_class": [float(v) for v in result["hd95_per_class"]], "n_hd_nan": result["n_hd_nan"]}
+
+
+class _Run:
+    """One output folder: the per-method results it holds and the models methods share."""
+
+    def __init__(self, data: Data, split: Split, config: TrainConfig, out: Path, seed: int, device, progress, log):
+        self.data, self.split, self.config, self.out = data, split, config, out
+        self.seed, self.device, self.progress, self.log = seed, device, progress, log
+        self.num_classes = len(data.label_names)
+        self._pretrained: dict[str, Any] = {}
+
+    def pretrained(self, which: str):
+        """The pre-trained segmenter ("seg", with the config's augmentation) or regnet ("reg"),
+        trained once per run and kept in ``checkpoints/pretrained_<which>.pt``."""
+        from segreg_lite.checkpoint import load_checkpoint, save_checkpoint
+        from segreg_lite.joint import new_models, pretrain_regnet, pretrain_segmenter
+
+        if which not in self._pretrained:
+            path = self.out / "checkpoints" / f"pretrained_{which}.pt"
+            if path.exists():
+                model = load_checkpoint(path).models[which]
+            else:
+                seg, reg = new_models(self.config, self.num_classes, self.seed)
+                d = self.data
+                if which == "seg":
+                    model = seg
+                    pretrain_segmenter(seg, d.images, d.labels, self.split, self.config, seed=self.seed,
+                                       device=self.device, progress=self.progress)
+                else:
+                    model = reg
+                    pretrain_regnet(reg, d.images, self.split, self.config, seed=self.seed,
+                                    device=self.device, progress=self.progress)
+                save_checkpoint(path, models={which: model}, config=self.config)
+            self._pretrained[which] = model.eval()
+        return copy.deepcopy(self._pretrained[which])
+
+    def method(self, name: str) -> dict[str, Any]:
+        from segreg_lite.joint import evaluate_registration, new_models, phase_seed, pretrain_segmenter, train_joint
+        from segreg_lite.segment import evaluate_segmenter
+
+        d, s, cfg = self.data, self.split, self.config
+        test = list(s.test)
+        timer = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if name in ("supervised", "upper_bound"):
+            model = new_models(cfg, self.num_classes, self.seed)[0]
+            if name == "supervised":
+                run_cfg, run_split = replace(cfg, augment=False), s
+            else:  # every training image labelled: more images need more steps to converge
+                run_cfg = replace(cfg, augment=False, seg_steps=3 * cfg.seg_steps)
+                run_split = replace(s, annotated=s.train, fraction=1.0)
+            pretrain_segmenter(model, d.images, d.labels, run_split, run_cfg, seed=self.seed, device=self.device, progress=self.progress)
+            metrics = _seg_metrics(evaluate_segmenter(model, d.images[test], d.labels[test], device=self.device))
+        elif name == "supervised_aug":
+            metrics = _seg_metrics(evaluate_segmenter(self.pretrained("seg"), d.images[test], d.labels[test], device=self.device))
+        elif name == "mean_teacher":
+            from segreg_lite.meanteacher import train_mean_teacher
+
+            student = new_models(cfg, self.num_classes, self.seed)[0]
+            teacher = copy.deepcopy(student)
+            ps = phase_seed(self.seed, 0, "mean_teacher")
+            seed_everything(ps)
+            train_mean_teacher(student, teacher, d.images, d.labels, s.annotated, s.unannotated, steps=cfg.seg_steps,
+                               lr=cfg.seg_lr, batch_size=cfg.batch_size, ema=cfg.mt_ema, consistency=cfg.mt_consistency,
+                               rampup=cfg.mt_rampup, noise_std=cfg.mt_noise, augment=cfg.augment, device=self.device,
+                               seed=ps, amp=cfg.amp, progress=self.progress)
+            metrics = _seg_metrics(evaluate_segmenter(teacher, d.images[test], d.labels[test], device=self.device))
+        elif name == "reg_only":
+            metrics = evaluate_registration(self.pretrained("reg"), d.images, d.labels, s.annotated, test, n_atlas=cfg.n_atlas,
+                                            num_classes=self.num_classes, seed=phase_seed(self.seed, 0, "eval"), device=self.device)
+        else:
+            mode = _JOINT_MODES[name]
+            seg, reg = self.pretrained("seg"), self.pretrained("reg")
+            result = train_joint(d.images, d.labels, s, cfg, mode=mode, seed=self.seed, num_classes=self.num_classes,
+                                 segmenter=seg, regnet=reg, checkpoint=self.out / "checkpoints" / f"{name}.pt",
+                                 device=self.device, progress=self.progress,
+                                 callback=lambda e: self.log(f"  {name} round {e['round']}: test Dice {e['test_dice']:.3f}, "
+                                                             f"pseudo-label Dice {e['pseudo_dice']:.3f}"))
+            metrics = _seg_metrics(evaluate_segmenter(result.segmenter, d.images[test], d.labels[test], device=self.device))
+            last = result.history[-1]
+            metrics.update(folding=last["folding"], log_jac_std=last["log_jac_std"], reg_dice=last["reg_dice"])
+            extra["history"] = result.history
+        metrics["seconds"] = time.perf_counter() - timer
+        return {"method": name, "description": METHODS[name], "metrics": metrics, **extra}
+
+
+def _spec(data: Data, split: Split, config: TrainConfig, seed: int, preset: str) -> dict[str, Any]:
+    return {"data": data.description, "label_names": list(data.label_names), "seed": seed, "preset": preset,
+            "fraction": split.fraction, "config": config.to_dict(), "split": split.to_dict()}
+
+
+def run_experiment(
+    data: Data,
+    out: str | Path,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    fraction: float = 0.01,
+    preset: str = "cpu",
+    config: TrainConfig | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Run ``methods`` on ``data`` at annotated ``fraction`` with ``seed``; write and return the results.
+
+    ``config`` overrides the ``preset`` (named presets: :func:`segreg_lite.config.get_preset`).
+    Started again on the same folder with the same settings, the run resumes: finished methods
+    are read back, an interrupted joint run continues from its last round. A folder that holds a
+    run with other settings is a ValueError unless ``overwrite`` (which deletes it first).
+    """
+    methods = check_methods(methods)
+    split = make_split(len(data.images), seed=seed, fraction=fraction, subjects=data.subjects)
+    if config is None:
+        config = get_preset(preset, n_annotated=len(split.annotated), n_train=len(split.train))
+    if "joint" in " ".join(methods) and not split.unannotated:
+        raise ValueError(f"fraction {fraction} annotates every training image: the joint method has nothing to pseudo-label")
+    out = Path(out)
+    spec = _spec(data, split, config, seed, preset)
+    run_file = out / "run.json"
+    if run_file.exists():
+        held = json.loads(run_file.read_text())
+        if held != spec:
+            if not overwrite:
+                keys = sorted(k for k in spec if held.get(k) != spec[k])
+                raise ValueError(f"{out} holds another run (differs in {', '.join(keys)}); "
+                                 "choose another output folder or pass overwrite=True (--overwrite)")
+            shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"{out} exists and is not a segreg-lite run folder (no run.json); choose another output folder")
+    write_json(run_file, spec)
+    run = _Run(data, split, config, out, seed, pick_device(device), progress, log)
+    results: dict[str, Any] = {}
+    for name in methods:
+        path = out / "methods" / f"{name}.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text())
+            log(f"{name}: done in an earlier run, read from {path}")
+            continue
+        log(f"{name}: {METHODS[name]} ...")
+        results[name] = run.method(name)
+        write_json(path, results[name])
+        m = results[name]["metrics"]
+        log(f"{name}: mean Dice {m['dice']:.3f}, HD {m['hd']:.1f} px, HD95 {m['hd95']:.1f} px ({m['seconds']:.0f} s)")
+    summary = {**spec, "methods": results}
+    write_json(out / "results.json", summary)
+    write_text(out / "results.csv", results_csv(summary))
+    return summary
+
+
+def results_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and one row per method: mean Dice, per-class Dice, HD, HD95, folding, seconds."""
+    classes = summary["label_names"][1:]
+    headers = ["method", "dice", *[f"dice {c}" for c in classes], "hd", "hd95", "folding", "seconds"]
+    rows = []
+    for name, r in summary["methods"].items():
+        m = r["metrics"]
+        rows.append([name, m["dice"], *m["dice_per_class"], m["hd"], m["hd95"], m.get("folding", float("nan")), m["seconds"]])
+    return headers, rows
+
+
+def results_csv(summary: dict[str, Any]) -> str:
+    headers, rows = results_rows(summary)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(headers)
+    writer.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in rows])
+    return buf.getvalue()
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The comparison table as fixed-width text (what the CLI prints)."""
+    headers, rows = results_rows(summary)
+    short = [h.replace("dice ", "") for h in headers]
+    widths = [max(14, len(short[0]))] + [max(7, len(h)) for h in short[1:]]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(short, widths)))]
+    for row in rows:
+        cells = []
+        for i, (v, w) in enumerate(zip(row, widths)):
+            if i == 0:
+                cells.append(str(v).ljust(w))
+            elif short[i] == "folding":
+                cells.append(("-" if np.isnan(v) else f"{100 * v:.3f}%").rjust(w))
+            elif short[i] == "seconds":
+                cells.append(f"{v:.0f}".rjust(w))
+            elif short[i] in ("hd", "hd95"):
+                cells.append(f"{v:.1f}".rjust(w))
+            else:
+                cells.append(f"{v:.3f}".rjust(w))
+        lines.append("  ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,264 @@
+"""The joint method: pre-training, then rounds of segmenter, registration and pseudo-label updates.
+
+After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and Registration"
+(arXiv 2502.03229, ISBI 2025). :func:`pretrain` trains the segmenter on the annotated images
+(the supervised baseline) and the registration network unsupervised on all training images.
+:func:`train_joint` then makes the first pseudo-labels and runs ``config.rounds`` rounds, each:
+
+1. train the segmenter on annotated (one-hot) + unannotated (soft pseudo-label) images;
+2. train the registration network on random pairs of the same pool with the warped-label term;
+3. regenerate the pseudo-labels (:func:`segreg_lite.pseudo.make_pseudo_labels`);
+4. evaluate: the segmenter on the test set, the pseudo-labels against the hidden truth of the
+   unannotated images, and multi-atlas registration onto the test set (Dice and folding).
+
+Round 0 of the history is the state after pre-training. Every phase reseeds all generators from
+``(seed, round, phase)``, and a checkpoint is written atomically after pre-training and after
+each round, so a killed run resumes from the last finished round and, on the CPU, ends with the
+same numbers as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from segreg_lite.config import TrainConfig, pick_device, seed_everything
+from segreg_lite.labels import NUM_CLASSES
+from segreg_lite.losses import one_hot
+from segreg_lite.pseudo import PseudoLabels, check_mode, confidence, draw_atlases, make_pseudo_labels
+from segreg_lite.register import propagate_labels, register, train_registration
+from segreg_lite.regnet import RegNet
+from segreg_lite.segment import evaluate_segmentation, evaluate_segmenter, train_segmenter
+from segreg_lite.splits import Split
+from segreg_lite.unet import UNet
+
+
+class JointResult(NamedTuple):
+    segmenter: UNet
+    regnet: RegNet
+    history: list[dict]  # one entry per round, round 0 = after pre-training
+    pseudo: PseudoLabels  # the last pseudo-labels of the unannotated images
+
+
+def phase_seed(seed: int, round_: int, phase: str) -> int:
+    """A seed for one phase of one round, stable across runs and Python processes."""
+    return zlib.crc32(f"{seed}/{round_}/{phase}".encode()) % 2**31
+
+
+def new_models(config: TrainConfig, num_classes: int, seed: int) -> tuple[UNet, RegNet]:
+    """Fresh segmenter and registration network as ``config`` describes them, seeded initial weights."""
+    seed_everything(phase_seed(seed, 0, "init"))
+    seg = UNet(num_classes=num_classes, features=config.features, dropout=config.dropout, residual=config.residual)
+    reg = RegNet(features=config.reg_features, diffeomorphic=config.diffeomorphic)
+    return seg, reg
+
+
+def pretrain_segmenter(seg: UNet, images: Tensor, labels: Tensor, split: Split, config: TrainConfig, *,
+                       seed: int, device=None, progress: bool = False) -> dict:
+    """Supervised pre-training on the annotated images only: the baseline. Returns the history."""
+    s = phase_seed(seed, 0, "seg")
+    seed_everything(s)
+    return train_segmenter(seg, images, labels, split.annotated, steps=config.seg_steps, lr=config.seg_lr,
+                           batch_size=config.batch_size, augment=config.augment, soft_ce=config.soft_ce,
+                           device=device, seed=s, amp=config.amp, progress=progress)
+
+
+def pretrain_regnet(reg: RegNet, images: Tensor, split: Split, config: TrainConfig, *,
+                    seed: int, device=None, progress: bool = False) -> dict:
+    """Unsupervised pre-training on random pairs of all training images. Returns the history."""
+    s = phase_seed(seed, 0, "reg")
+    seed_everything(s)
+    return train_registration(reg, images, split.train, steps=config.reg_steps, lr=config.reg_lr,
+                              batch_size=config.batch_size, local=config.local_ncc, device=device,
+                              seed=s, amp=config.amp, progress=progress)
+
+
+def _dice(soft: Tensor, truth: Tensor, num_classes: int) -> float:
+    from segreg_lite.metrics import dice_per_class
+
+    return float(dice_per_class(soft.argmax(1), truth, num_classes).mean())
+
+
+@torch.no_grad()
+def evaluate_registration(reg: RegNet, images: Tensor, labels: Tensor, annotated, targets, *,
+                          n_atlas: int, num_classes: int, seed: int, device=None) -> dict:
+    """Multi-atlas propagation onto ``images[targets]``, the registration-only method.
+
+    ``n_atlas`` atlases per target drawn with replacement from ``annotated`` (seeded); the
+    argmax of the mean warped label (a vote weighted by the bilinear fractions) is scored like a
+    segmentation (``dice``, ``hd``, ``hd95``, their per-class lists, ``n_hd_nan``); ``folding``
+    (det J <= 0) and ``log_jac_std`` are means over every atlas-to-target field. Plain floats.
+    """
+    from segreg_lite.metrics import folding_fraction, log_jacobian_std
+
+    targets = list(targets)
+    gen = torch.Generator().manual_seed(seed)
+    atlases = draw_atlases(annotated, len(targets), n_atlas, gen)  # (T, n_atlas)
+    used = torch.unique(atlases)
+    local = torch.searchsorted(used, atlases)
+    fused = propagate_labels(reg, images[used], labels[used], images[targets], num_classes=num_classes,
+                             atlas_index=local, device=device)  # (T, K, H, W)
+    flows = register(reg, images[atlases.reshape(-1)], images[targets].repeat_interleave(n_atlas, 0), device=device)
+    r = evaluate_segmentation(fused.argmax(1), labels[targets], num_classes)
+    return {"dice": r["mean_dice"], "hd": r["mean_hd"], "hd95": r["mean_hd95"],
+            "dice_per_class": r["dice_per_class"].tolist(), "hd_per_class": r["hd_per_class"].tolist(),
+            "hd95_per_class": r["hd95_per_class"].tolist(), "n_hd_nan": r["n_hd_nan"],
+            "folding": float(folding_fraction(flows).mean()),
+            "log_jac_std": float(np.nanmean(log_jacobian_std(flows)))}
+
+
+def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed, round_, device) -> dict:
+    test = list(split.test)
+    unann = list(split.unannotated)
+    seg_eval = evaluate_segmenter(seg, images[test], labels[test], device=device)
+    truth = labels[unann]
+    entry = {
+        "round": round_,
+        "test_dice": seg_eval["mean_dice"],
+        "test_hd": seg_eval["mean_hd"],
+        "test_hd95": seg_eval["mean_hd95"],
+        "test_dice_per_class": seg_eval["dice_per_class"].tolist(),
+        "pseudo_dice": _dice(pseudo.soft, truth, num_classes),
+        "pseudo_dice_reg": _dice(pseudo.reg, truth, num_classes),
+        "pseudo_dice_seg": _dice(pseudo.seg, truth, num_classes),
+    }
+    reg_eval = evaluate_registration(reg, images, labels, split.annotated, test, n_atlas=config.n_atlas,
+                                     num_classes=num_classes, seed=phase_seed(seed, round_, "eval"), device=device)
+    entry.update(reg_dice=reg_eval["dice"], reg_hd95=reg_eval["hd95"], folding=reg_eval["folding"],
+                 log_jac_std=reg_eval["log_jac_std"])
+    return entry
+
+
+def _pseudo(seg, reg, images, labels, split, config, mode, seed, round_, device) -> PseudoLabels:
+    gen = torch.Generator().manual_seed(phase_seed(seed, round_, "pseudo"))
+    return make_pseudo_labels(seg, reg, images, labels, split.annotated, split.unannotated, mode=mode,
+                              n_atlas=config.n_atlas, n_tta=config.n_tta, generator=gen, device=device)
+
+
+def _fingerprint(config: TrainConfig, split: Split, mode: str, seed: int) -> dict:
+    """What a checkpoint must share with the run that resumes from it."""
+    return {"config": config.to_dict(), "split": split.to_dict(), "mode": mode, "seed": int(seed)}
+
+
+def _mean_terms(history: dict[str, list[float]], prefix: str) -> dict[str, float]:
+    return {f"{prefix}_{k}": float(np.mean(v)) if v else float("nan") for k, v in history.items()}
+
+
+def train_joint(
+    images: Tensor,
+    labels: Tensor,
+    split: Split,
+    config: TrainConfig,
+    *,
+    mode: str = "combined",
+    seed: int = 0,
+    num_classes: int = NUM_CLASSES,
+    segmenter: UNet | None = None,
+    regnet: RegNet | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    callback: Callable[[dict], None] | None = None,
+) -> JointResult:
+    """Run the joint method on ``images`` (N, 1, H, W) and ``labels`` (N, H, W) with ``split``.
+
+    ``segmenter`` / ``regnet``: pre-trained models to start from (they are trained further in
+    place); when omitted they are made and pre-trained here. Labels of unannotated training
+    images are read only to measure pseudo-label quality, never for training. ``checkpoint``: a
+    file written after pre-training and after each round; when it exists the run resumes from
+    it, after checking that it was written by the same config, split, mode and seed (otherwise a
+    ValueError, and the file is left alone). ``callback`` gets each round's history entry.
+    """
+    check_mode(mode)
+    if not split.unannotated:
+        raise ValueError("the joint method needs unannotated training images; this split annotates all of them")
+    device = torch.device(device) if device is not None else pick_device()
+    if segmenter is not None and segmenter.config["num_classes"] != num_classes:
+        raise ValueError(f"the segmenter has {segmenter.config['num_classes']} classes but num_classes={num_classes}")
+    fingerprint = _fingerprint(config, split, mode, seed)
+    history: list[dict] = []
+    start = 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        from segreg_lite.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        saved = ckpt.extra.get("fingerprint")
+        if saved != fingerprint:
+            keys = [k for k in fingerprint if saved is None or saved.get(k) != fingerprint[k]]
+            raise ValueError(f"{path} is a checkpoint of another run (differs in {', '.join(keys) or 'format'}); "
+                             "remove it or use another output folder")
+        segmenter, regnet = ckpt.models["segmenter"], ckpt.models["regnet"]
+        history = list(ckpt.extra["history"])
+        start = int(ckpt.extra["round"]) + 1
+    else:
+        if segmenter is None or regnet is None:
+            seg_new, reg_new = new_models(config, num_classes, seed)
+            if segmenter is None:
+                segmenter = seg_new
+                pretrain_segmenter(segmenter, images, labels, split, config, seed=seed, device=device, progress=progress)
+            if regnet is None:
+                regnet = reg_new
+                pretrain_regnet(regnet, images, split, config, seed=seed, device=device, progress=progress)
+    segmenter.to(device).eval()
+    regnet.to(device).eval()
+    # The pseudo-labels of the last finished round: regenerated from its models (deterministic).
+    last = start - 1 if start > 0 else 0
+    pseudo = _pseudo(segmenter, regnet, images, labels, split, config, mode, seed, last, device)
+
+    def save(round_: int) -> None:
+        if path is not None:
+            from segreg_lite.checkpoint import save_checkpoint
+
+            save_checkpoint(path, models={"segmenter": segmenter, "regnet": regnet}, config=config,
+                            extra={"round": round_, "history": history, "fingerprint": fingerprint})
+
+    if start == 0:
+        history.append(_evaluate(segmenter, regnet, pseudo, images, labels, split, config, num_classes, seed, 0, device))
+        save(0)
+        if callback is not None:
+            callback(history[-1])
+        start = 1
+
+    annotated, unann = list(split.annotated), list(split.unannotated)
+    pool = annotated + unann
+    pool_images = images[pool]  # (P, 1, H, W): annotated first, then unannotated
+    bar = range(start, config.rounds + 1)
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(bar, desc=f"joint rounds ({mode})", unit="round", initial=start - 1, total=config.rounds)
+    for r in bar:
+        # 1. Segmenter on true labels (one-hot) + soft pseudo-labels.
+        soft = torch.cat([one_hot(labels[annotated], num_classes), pseudo.soft])  # (P, K, H, W)
+        weights = None
+        if config.confidence_weight:
+            weights = torch.cat([torch.ones(len(annotated), *soft.shape[-2:]), confidence(pseudo.soft)])
+        s = phase_seed(seed, r, "seg")
+        seed_everything(s)
+        seg_hist = train_segmenter(segmenter, pool_images, soft, range(len(pool)), steps=config.seg_round_steps,
+                                   lr=config.seg_round_lr, batch_size=config.batch_size, augment=config.augment,
+                                   soft_ce=config.soft_ce, weights=weights, device=device, seed=s, amp=config.amp)
+        # 2. Registration on pairs of the same pool, with the warped-label term.
+        s = phase_seed(seed, r, "reg")
+        seed_everything(s)
+        reg_hist = train_registration(regnet, pool_images, range(len(pool)), steps=config.reg_round_steps,
+                                      lr=config.reg_round_lr, batch_size=config.batch_size, labels=soft,
+                                      num_classes=num_classes, local=config.local_ncc,
+                                      label_weight=config.label_weight, device=device, seed=s, amp=config.amp)
+        # 3. New pseudo-labels; 4. evaluation.
+        pseudo = _pseudo(segmenter, regnet, images, labels, split, config, mode, seed, r, device)
+        entry = _evaluate(segmenter, regnet, pseudo, images, labels, split, config, num_classes, seed, r, device)
+        entry.update(_mean_terms(seg_hist, "seg"))
+        entry.update(_mean_terms(reg_hist, "reg"))
+        history.append(entry)
+        save(r)
+        if callback is not None:
+            callback(entry)
+    return JointResult(segmenter=segmenter, regnet=regnet, history=history, pseudo=pseudo)
+

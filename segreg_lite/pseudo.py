@@ -1,0 +1,120 @@
+"""Soft pseudo-labels for the unannotated images: multi-atlas registration masks + TTA masks.
+
+After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and Registration"
+(arXiv 2502.03229, ISBI 2025). For each unannotated image ``x``:
+
+- registration masks: ``n_atlas`` annotated images drawn at random *with replacement* (redrawn
+  per image and per round), each registered onto ``x`` and its one-hot label warped bilinearly
+  (:func:`segreg_lite.register.propagate_labels`); one map per atlas;
+- segmentation masks: the segmenter's softmax on ``x`` and ``n_tta`` test-time-augmented
+  predictions mapped back by the exact inverse transform (:func:`segreg_lite.tta.tta_predict`);
+- the soft mask is the mean of all those maps (``mode="combined"``, the default), of the
+  registration maps only (``"reg"``) or of the segmentation maps only (``"seg"``), clipped to
+  [0, 1].
+
+:func:`confidence` turns a soft mask into per-pixel weights for the optional confidence-weighted
+pseudo-label loss. The maps of both sources are always computed and returned, so the quality of
+each can be measured against the hidden truth whatever the mode.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from segreg_lite.regnet import RegNet
+
+#: Pseudo-label sources: both (the method's default), registration only, segmentation only.
+MODES: tuple[str, ...] = ("combined", "reg", "seg")
+
+
+class PseudoLabels(NamedTuple):
+    """What :func:`make_pseudo_labels` returns, for U unannotated images (all on the CPU)."""
+
+    soft: Tensor  # (U, K, H, W) the soft mask of the chosen mode, in [0, 1], summing to 1 over K
+    reg: Tensor  # (U, K, H, W) mean of the n_atlas registration masks
+    seg: Tensor  # (U, K, H, W) mean of the 1 + n_tta segmentation masks
+    spread: Tensor  # (U, H, W) per-pixel spread of the TTA maps (an uncertainty; see tta.py)
+    atlases: Tensor  # (U, n_atlas) which annotated images (indices into the image tensor) were used
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown pseudo-label mode {mode!r}: choose one of {', '.join(MODES)}")
+    return mode
+
+
+def draw_atlases(annotated: Sequence[int], n_targets: int, n_atlas: int, generator: torch.Generator) -> Tensor:
+    """``n_atlas`` atlases per target drawn from ``annotated`` with replacement: (n_targets, n_atlas).
+
+    Values are the image indices in ``annotated``; one image annotated means every draw is it.
+    """
+    pool = torch.as_tensor(list(annotated), dtype=torch.long)
+    if len(pool) == 0:
+        raise ValueError("no annotated image to use as an atlas: the split needs at least one")
+    if n_atlas < 1:
+        raise ValueError(f"n_atlas must be >= 1, got {n_atlas}")
+    return pool[torch.randint(len(pool), (n_targets, n_atlas), generator=generator)]
+
+
+@torch.no_grad()
+def make_pseudo_labels(
+    segmenter: nn.Module,
+    regnet: RegNet,
+    images: Tensor,
+    labels: Tensor,
+    annotated: Sequence[int],
+    targets: Sequence[int],
+    *,
+    mode: str = "combined",
+    n_atlas: int = 5,
+    n_tta: int = 4,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> PseudoLabels:
+    """Soft pseudo-labels of ``images[targets]`` from the atlases ``images[annotated]``.
+
+    images: (N, 1, H, W) float in [0, 1]; labels: (N, H, W) int64, read only at ``annotated``
+    (the targets' labels are never looked at). ``generator`` (CPU) draws the atlases and the TTA
+    transforms, so a seeded call is reproducible. The combined mask weighs every map equally:
+    ``(n_atlas * reg + (1 + n_tta) * seg) / (n_atlas + 1 + n_tta)``, the mean of the 10 maps of
+    the design.
+    """
+    from segreg_lite.register import propagate_labels
+    from segreg_lite.tta import tta_predict
+
+    check_mode(mode)
+    targets = list(targets)
+    if not targets:
+        raise ValueError("make_pseudo_labels needs at least one target image")
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    num_classes = segmenter.config["num_classes"]
+    atlases = draw_atlases(annotated, len(targets), n_atlas, generator)  # (U, n_atlas)
+    used = torch.unique(atlases)  # the distinct atlases, so each image is sent once
+    local = torch.searchsorted(used, atlases)  # (U, n_atlas) positions in `used`
+    target_images = images[targets]
+    reg = propagate_labels(regnet, images[used], labels[used], target_images, num_classes=num_classes,
+                           atlas_index=local, device=device)  # (U, K, H, W)
+    tta = tta_predict(segmenter, target_images, n_tta=n_tta, generator=generator, device=device)
+    seg = tta.mean  # (U, K, H, W)
+    n_seg = 1 + n_tta
+    if mode == "combined":
+        soft = (n_atlas * reg + n_seg * seg) / (n_atlas + n_seg)
+    else:
+        soft = reg if mode == "reg" else seg
+    return PseudoLabels(soft=soft.clamp(0, 1), reg=reg, seg=seg, spread=tta.spread, atlases=atlases)
+
+
+def confidence(soft: Tensor) -> Tensor:
+    """Per-pixel confidence of soft masks (U, K, H, W) -> (U, H, W) in [0, 1].
+
+    ``1 - H(p) / log K`` with ``H`` the entropy over classes: 1 where the maps agree on one
+    class, 0 where they are uniform. Used to weight the pseudo-label loss (an option).
+    """
+    if soft.ndim != 4 or soft.shape[1] < 2:
+        raise ValueError(f"soft masks must be (U, K, H, W) with K >= 2, got {tuple(soft.shape)}")
+    p = soft.clamp_min(1e-8)
+    entropy = -(p * p.log()).sum(1)  # (U, H, W)
+    return (1 - entropy / math.log(soft.shape[1])).clamp(0, 1)

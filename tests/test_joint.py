@@ -1,0 +1,86 @@
+from dataclasses import replace
+
+import pytest
+import torch
+
+from segreg_lite.config import TrainConfig, smoke
+from segreg_lite.joint import phase_seed, train_joint
+from segreg_lite.splits import make_split
+
+CFG = replace(smoke(TrainConfig()), features=4, reg_features=4, batch_size=2, n_atlas=2, n_tta=1, rounds=2)
+
+
+def _data(n=12, size=32):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(n, size, size, dtype=torch.long)
+    for i in range(n):
+        labels[i, 6 + i % 5 : 18 + i % 5, 6:24] = 1
+        labels[i, 22:27, 4:28] = 2
+    images = torch.where(labels == 1, 0.9, torch.where(labels == 2, 0.4, 0.0))[:, None].float()
+    return (images + 0.02 * torch.rand(images.shape, generator=g)).clamp(0, 1), labels
+
+
+class Killed(Exception):
+    pass
+
+
+def test_history_per_round_and_checkpoint(tmp_path):
+    images, labels = _data()
+    split = make_split(len(images), seed=0, fraction=0.2)
+    result = train_joint(images, labels, split, CFG, seed=0, num_classes=3, checkpoint=tmp_path / "j.pt", device="cpu")
+    assert [e["round"] for e in result.history] == [0, 1, 2]
+    for key in ("test_dice", "test_hd", "pseudo_dice", "pseudo_dice_reg", "pseudo_dice_seg", "reg_dice", "folding"):
+        assert all(key in e for e in result.history), key
+    assert "seg_loss" in result.history[1] and "reg_label" in result.history[1] and "seg_loss" not in result.history[0]
+    assert result.history[1]["reg_label"] > 0  # the warped-label term is on in the rounds
+    assert result.pseudo.soft.shape == (len(split.unannotated), 3, 32, 32)
+    assert (tmp_path / "j.pt").exists()
+
+
+def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+    images, labels = _data()
+    split = make_split(len(images), seed=1, fraction=0.2)
+    whole = train_joint(images, labels, split, CFG, seed=3, num_classes=3, checkpoint=tmp_path / "a.pt", device="cpu")
+
+    def kill_after_round_1(entry):
+        if entry["round"] == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_joint(images, labels, split, CFG, seed=3, num_classes=3, checkpoint=tmp_path / "b.pt", device="cpu",
+                    callback=kill_after_round_1)
+    seen = []
+    resumed = train_joint(images, labels, split, CFG, seed=3, num_classes=3, checkpoint=tmp_path / "b.pt", device="cpu",
+                          callback=seen.append)
+    assert [e["round"] for e in seen] == [2]  # only the unfinished round ran again
+    assert resumed.history == whole.history
+    for a, b in zip(whole.segmenter.state_dict().values(), resumed.segmenter.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(whole.pseudo.soft, resumed.pseudo.soft)
+
+
+def test_resume_from_another_config_is_refused(tmp_path):
+    images, labels = _data()
+    split = make_split(len(images), seed=0, fraction=0.2)
+    train_joint(images, labels, split, replace(CFG, rounds=1), seed=0, num_classes=3, checkpoint=tmp_path / "c.pt", device="cpu")
+    before = (tmp_path / "c.pt").read_bytes()
+    with pytest.raises(ValueError, match="another run.*config"):
+        train_joint(images, labels, split, replace(CFG, rounds=1, n_atlas=3), seed=0, num_classes=3,
+                    checkpoint=tmp_path / "c.pt", device="cpu")
+    with pytest.raises(ValueError, match="seed"):
+        train_joint(images, labels, split, replace(CFG, rounds=1), seed=1, num_classes=3, checkpoint=tmp_path / "c.pt", device="cpu")
+    assert (tmp_path / "c.pt").read_bytes() == before  # nothing overwritten
+
+
+def test_bad_inputs():
+    images, labels = _data()
+    everything = make_split(len(images), seed=0, fraction=1.0)
+    with pytest.raises(ValueError, match="unannotated"):
+        train_joint(images, labels, everything, CFG, num_classes=3, device="cpu")
+    with pytest.raises(ValueError, match="mode"):
+        train_joint(images, labels, make_split(len(images), fraction=0.2), CFG, mode="both", num_classes=3, device="cpu")
+
+
+def test_phase_seeds_are_stable_and_distinct():
+    assert phase_seed(0, 1, "seg") == phase_seed(0, 1, "seg")
+    assert len({phase_seed(s, r, p) for s in (0, 1) for r in (0, 1, 2) for p in ("seg", "reg", "pseudo")}) == 18

@@ -1,0 +1,67 @@
+import pytest
+import torch
+
+from segreg_lite.pseudo import confidence, draw_atlases, make_pseudo_labels
+from segreg_lite.regnet import RegNet
+from segreg_lite.unet import UNet
+
+
+def _data(n=6, size=32):
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(n, size, size, dtype=torch.long)
+    for i in range(n):
+        labels[i, 8 + i : 20 + i, 6:22] = 1
+        labels[i, 24:28, 4:28] = 2
+    images = torch.where(labels == 1, 0.9, torch.where(labels == 2, 0.3, 0.0))[:, None].float()
+    return (images + 0.01 * torch.rand(images.shape, generator=g)).clamp(0, 1), labels
+
+
+def _models():
+    torch.manual_seed(0)
+    return UNet(num_classes=3, features=4, levels=3), RegNet(features=4, levels=3)
+
+
+def test_draw_atlases_with_replacement_from_the_annotated_set():
+    g = torch.Generator().manual_seed(0)
+    a = draw_atlases([3, 7], 50, 5, g)
+    assert a.shape == (50, 5) and set(a.unique().tolist()) == {3, 7}
+    assert (draw_atlases([4], 3, 5, g) == 4).all()  # one annotated image: every draw is it
+    with pytest.raises(ValueError, match="at least one"):
+        draw_atlases([], 3, 5, g)
+
+
+def test_modes_average_the_right_maps():
+    images, labels = _data()
+    seg, reg = _models()
+    out = {m: make_pseudo_labels(seg, reg, images, labels, [0, 1], [2, 3, 4], mode=m, n_atlas=3, n_tta=2,
+                                 generator=torch.Generator().manual_seed(1), device="cpu") for m in ("combined", "reg", "seg")}
+    c = out["combined"]
+    assert c.soft.shape == (3, 3, 32, 32) and c.atlases.shape == (3, 3) and c.spread.shape == (3, 32, 32)
+    assert torch.allclose(out["reg"].soft, c.reg) and torch.allclose(out["seg"].soft, c.seg)
+    assert torch.allclose(c.soft, (3 * c.reg + 3 * c.seg) / 6, atol=1e-6)
+    assert torch.allclose(c.soft.sum(1), torch.ones(3, 32, 32), atol=1e-4)
+    # An untrained regnet is near the identity: the registration mask is the atlases' own labels.
+    atlas_truth = torch.nn.functional.one_hot(labels[c.atlases], 3).float().mean(1).permute(0, 3, 1, 2)
+    assert torch.allclose(c.reg, atlas_truth, atol=0.05)
+
+
+def test_seeded_and_never_reads_target_labels():
+    images, labels = _data()
+    seg, reg = _models()
+    kw = dict(n_atlas=2, n_tta=2, device="cpu")
+    a = make_pseudo_labels(seg, reg, images, labels, [0, 1], [2, 3], generator=torch.Generator().manual_seed(5), **kw)
+    scrambled = labels.clone()
+    scrambled[2:] = 0  # targets' labels changed: nothing may change
+    b = make_pseudo_labels(seg, reg, images, scrambled, [0, 1], [2, 3], generator=torch.Generator().manual_seed(5), **kw)
+    assert torch.equal(a.soft, b.soft) and torch.equal(a.atlases, b.atlases)
+    with pytest.raises(ValueError, match="mode"):
+        make_pseudo_labels(seg, reg, images, labels, [0], [2], mode="both")
+
+
+def test_confidence_known_answers():
+    sure = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    flat = torch.full((1, 3, 1, 1), 1 / 3)
+    assert confidence(sure).item() == pytest.approx(1.0, abs=1e-5)
+    assert confidence(flat).item() == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="K"):
+        confidence(torch.ones(2, 5, 5))
