@@ -10,8 +10,10 @@ LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "roun
 
 
 def test_presets_exist():
-    assert set(PRESETS) == {"cpu", "paper"}
+    assert set(PRESETS) == {"cpu", "quick", "paper"}
     assert get_preset("cpu") == TrainConfig()
+    quick = get_preset("quick")
+    assert all(getattr(quick, k) <= getattr(TrainConfig(), k) for k in LENGTHS)  # shorter, never longer
     assert isinstance(get_preset("paper", n_annotated=3, n_train=140), TrainConfig)
 
 
@@ -33,7 +35,7 @@ def test_paper_preset_converts_epochs_to_steps():
 
 
 def test_unknown_preset_lists_names():
-    with pytest.raises(ValueError, match="cpu, paper"):
+    with pytest.raises(ValueError, match="cpu, quick, paper"):
         get_preset("gpu")
 
 
