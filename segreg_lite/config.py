@@ -56,6 +56,7 @@ class TrainConfig:
     n_atlas: int = 5  # registration masks per pseudo-label
     n_tta: int = 4  # augmented segmentation masks per pseudo-label (plus the plain one)
     confidence_weight: bool = False  # weight the pseudo-label loss by each pixel's confidence
+    annotated_share: float = 0.5  # share of a round's segmenter samples drawn from the annotated images (0: every image equally likely)
     # Mean Teacher baseline (Tarvainen & Valpola 2017), trained for seg_steps at seg_lr
     mt_ema: float = 0.99  # EMA decay of the teacher's weights
     mt_consistency: float = 1.0  # weight of the softmax-MSE consistency term after ramp-up
@@ -73,6 +74,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{f.name} must be a finite number >= 0, got {value!r}")
         if self.batch_size < 1 or self.features < 1 or self.reg_features < 1:
             raise ValueError(f"batch_size, features and reg_features must be >= 1, got {self.batch_size}, {self.features}, {self.reg_features}")
+        if not 0 <= self.annotated_share < 1:
+            raise ValueError(f"annotated_share must be in [0, 1), got {self.annotated_share}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -103,7 +106,7 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
         return TrainConfig()
     if name == "quick":
         # The README's main command: the whole 1% comparison within 15 minutes on 2 CPU cores.
-        return TrainConfig(seg_steps=500, seg_round_steps=200, reg_steps=300, reg_round_steps=100, rounds=2)
+        return TrainConfig(seg_round_steps=150, reg_steps=200, reg_round_steps=60, rounds=2)
     if name == "paper":
         if not n_annotated or not n_train:
             raise ValueError("the 'paper' preset counts epochs: pass n_annotated and n_train (numbers of images)")

@@ -177,7 +177,7 @@ class _Run:
             result = train_joint(d.images, d.labels, s, cfg, mode=mode, seed=self.seed, num_classes=self.num_classes,
                                  segmenter=seg, regnet=reg, checkpoint=self.out / "checkpoints" / f"{name}.pt",
                                  device=self.device, progress=self.progress,
-                                 callback=lambda e: self.log(f"  {name} round {e['round']}: test Dice {e['test_dice']:.3f}, "
+                                 callback=lambda e, _: self.log(f"  {name} round {e['round']}: test Dice {e['test_dice']:.3f}, "
                                                              f"pseudo-label Dice {e['pseudo_dice']:.3f}"))
             metrics = _seg_metrics(evaluate_segmenter(result.segmenter, d.images[test], d.labels[test], device=self.device))
             last = result.history[-1]

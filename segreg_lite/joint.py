@@ -31,10 +31,11 @@ from segreg_lite.config import TrainConfig, pick_device, seed_everything
 from segreg_lite.labels import NUM_CLASSES
 from segreg_lite.losses import one_hot
 from segreg_lite.pseudo import PseudoLabels, check_mode, confidence, draw_atlases, make_pseudo_labels
-from segreg_lite.register import propagate_labels, register, train_registration
+from segreg_lite.register import register, train_registration
 from segreg_lite.regnet import RegNet
 from segreg_lite.segment import evaluate_segmentation, evaluate_segmenter, train_segmenter
 from segreg_lite.splits import Split
+from segreg_lite.transforms import warp
 from segreg_lite.unet import UNet
 
 
@@ -98,12 +99,10 @@ def evaluate_registration(reg: RegNet, images: Tensor, labels: Tensor, annotated
 
     targets = list(targets)
     gen = torch.Generator().manual_seed(seed)
-    atlases = draw_atlases(annotated, len(targets), n_atlas, gen)  # (T, n_atlas)
-    used = torch.unique(atlases)
-    local = torch.searchsorted(used, atlases)
-    fused = propagate_labels(reg, images[used], labels[used], images[targets], num_classes=num_classes,
-                             atlas_index=local, device=device)  # (T, K, H, W)
-    flows = register(reg, images[atlases.reshape(-1)], images[targets].repeat_interleave(n_atlas, 0), device=device)
+    atlases = draw_atlases(annotated, len(targets), n_atlas, gen).reshape(-1)  # (T * n_atlas,), target-major
+    flows = register(reg, images[atlases], images[targets].repeat_interleave(n_atlas, 0), device=device)  # (T*n, 2, H, W)
+    warped = warp(one_hot(labels[atlases], num_classes), flows).clamp(0, 1)  # (T * n_atlas, K, H, W)
+    fused = warped.view(len(targets), n_atlas, *warped.shape[1:]).mean(1)  # (T, K, H, W)
     r = evaluate_segmentation(fused.argmax(1), labels[targets], num_classes)
     return {"dice": r["mean_dice"], "hd": r["mean_hd"], "hd95": r["mean_hd95"],
             "dice_per_class": r["dice_per_class"].tolist(), "hd_per_class": r["hd_per_class"].tolist(),
@@ -145,6 +144,13 @@ def _fingerprint(config: TrainConfig, split: Split, mode: str, seed: int) -> dic
     return {"config": config.to_dict(), "split": split.to_dict(), "mode": mode, "seed": int(seed)}
 
 
+def _sampling_pool(n_annotated: int, n_unannotated: int, share: float) -> list[int]:
+    """Positions (annotated first) to draw segmenter batches from, uniformly with replacement:
+    each annotated image repeated so that they make up about ``share`` of the draws (0: once)."""
+    repeat = 1 if share <= 0 else max(1, round(share / (1 - share) * n_unannotated / n_annotated))
+    return list(range(n_annotated)) * repeat + list(range(n_annotated, n_annotated + n_unannotated))
+
+
 def _mean_terms(history: dict[str, list[float]], prefix: str) -> dict[str, float]:
     return {f"{prefix}_{k}": float(np.mean(v)) if v else float("nan") for k, v in history.items()}
 
@@ -163,7 +169,7 @@ def train_joint(
     checkpoint: str | os.PathLike | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
-    callback: Callable[[dict], None] | None = None,
+    callback: Callable[[dict, PseudoLabels], None] | None = None,
 ) -> JointResult:
     """Run the joint method on ``images`` (N, 1, H, W) and ``labels`` (N, H, W) with ``split``.
 
@@ -172,7 +178,8 @@ def train_joint(
     images are read only to measure pseudo-label quality, never for training. ``checkpoint``: a
     file written after pre-training and after each round; when it exists the run resumes from
     it, after checking that it was written by the same config, split, mode and seed (otherwise a
-    ValueError, and the file is left alone). ``callback`` gets each round's history entry.
+    ValueError, and the file is left alone). ``callback(entry, pseudo)`` gets each round's history
+    entry and the pseudo-labels made at its end (for figures of the rounds).
     """
     check_mode(mode)
     if not split.unannotated:
@@ -222,12 +229,13 @@ def train_joint(
         history.append(_evaluate(segmenter, regnet, pseudo, images, labels, split, config, num_classes, seed, 0, device))
         save(0)
         if callback is not None:
-            callback(history[-1])
+            callback(history[-1], pseudo)
         start = 1
 
     annotated, unann = list(split.annotated), list(split.unannotated)
     pool = annotated + unann
     pool_images = images[pool]  # (P, 1, H, W): annotated first, then unannotated
+    draws = _sampling_pool(len(annotated), len(unann), config.annotated_share)
     bar = range(start, config.rounds + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -241,7 +249,7 @@ def train_joint(
             weights = torch.cat([torch.ones(len(annotated), *soft.shape[-2:]), confidence(pseudo.soft)])
         s = phase_seed(seed, r, "seg")
         seed_everything(s)
-        seg_hist = train_segmenter(segmenter, pool_images, soft, range(len(pool)), steps=config.seg_round_steps,
+        seg_hist = train_segmenter(segmenter, pool_images, soft, draws, steps=config.seg_round_steps,
                                    lr=config.seg_round_lr, batch_size=config.batch_size, augment=config.augment,
                                    soft_ce=config.soft_ce, weights=weights, device=device, seed=s, amp=config.amp)
         # 2. Registration on pairs of the same pool, with the warped-label term.
@@ -259,6 +267,6 @@ def train_joint(
         history.append(entry)
         save(r)
         if callback is not None:
-            callback(entry)
+            callback(entry, pseudo)
     return JointResult(segmenter=segmenter, regnet=regnet, history=history, pseudo=pseudo)
 

@@ -97,9 +97,11 @@ def train_mean_teacher(
     """Train ``student`` with Mean Teacher; ``teacher`` (``copy.deepcopy(student)``) follows by EMA.
 
     images: (N, 1, H, W) float in [0, 1]; labels: (N, H, W) int64, indexed like ``images`` (only
-    ``labels[annotated]`` is read). Each step draws, with replacement (seeded), ``batch_size``
-    annotated images for the supervised loss (augmented if ``augment``) and ``batch_size``
-    images from annotated + unannotated for the consistency loss: as in the original, the
+    ``labels[annotated]`` is read). Each step's ``batch_size`` images are half annotated, for the
+    supervised loss (augmented if ``augment``), and half drawn from annotated + unannotated for
+    the consistency loss (``batch_size // 2`` and the rest, each at least 1), as in common
+    semi-supervised segmentation code, so that a step costs about what a supervised step does;
+    draws are with replacement (seeded): as in the original, the
     consistency term applies to every image, so ``unannotated`` may be empty. The student and
     the teacher see those images with independent Gaussian noise (std ``noise_std``, clamped to
     [0, 1]); the teacher stays in train mode during training, its dropout being part of the noise.
@@ -123,8 +125,9 @@ def train_mean_teacher(
     if len(labelled) == 0:
         raise ValueError("train_mean_teacher needs at least one annotated image (annotated is empty)")
     pool = torch.unique(torch.cat([labelled, _indices("unannotated", unannotated, n)]))
-    if steps < 0 or batch_size < 1:
-        raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
+    if steps < 0 or batch_size < 2:
+        raise ValueError(f"steps must be >= 0 and batch_size >= 2 (half annotated, half consistency), got {steps} and {batch_size}")
+    n_lab = batch_size // 2
     if not 0.0 <= ema <= 1.0 or not 0.0 <= rampup <= 1.0:
         raise ValueError(f"ema and rampup must be in [0, 1], got {ema} and {rampup}")
     if consistency < 0 or noise_std < 0:
@@ -153,12 +156,12 @@ def train_mean_teacher(
         return (x + noise_std * torch.randn(x.shape, generator=gen).to(device)).clamp(0, 1)
 
     for step in bar:
-        pick = labelled[torch.randint(len(labelled), (batch_size,), generator=gen)]
+        pick = labelled[torch.randint(len(labelled), (n_lab,), generator=gen)]
         x = images[pick].to(device)
         y = one_hot(labels[pick].long(), num_classes).to(device)  # (B, K, H, W)
         if aug_cfg is not None:
             x, y = augment_batch(x, y, gen, aug_cfg)
-        u = images[pool[torch.randint(len(pool), (batch_size,), generator=gen)]].to(device)
+        u = images[pool[torch.randint(len(pool), (batch_size - n_lab,), generator=gen)]].to(device)
         u_student, u_teacher = noisy(u), noisy(u)
         with autocast(device, amp):
             # One student pass over both batches: GroupNorm makes each image's output
@@ -167,8 +170,8 @@ def train_mean_teacher(
             logits = student(both).float()  # (2B, K, H, W)
             with torch.no_grad():
                 target = torch.softmax(teacher(u_teacher.contiguous(memory_format=torch.channels_last)).float(), dim=1)
-        sup = segmentation_loss(logits[:batch_size], y).total
-        cons = F.mse_loss(torch.softmax(logits[batch_size:], dim=1), target)
+        sup = segmentation_loss(logits[:n_lab], y).total
+        cons = F.mse_loss(torch.softmax(logits[n_lab:], dim=1), target)
         weight = sigmoid_rampup(step, rampup_steps)
         total = sup + consistency * weight * cons
         optimizer_step(opt, scaler, total)

@@ -126,7 +126,7 @@ def _device_of(model: RegNet, device: torch.device | str | None) -> torch.device
 
 @torch.no_grad()
 def register(
-    model: RegNet, moving: Tensor, fixed: Tensor, *, batch_size: int = 16, device: torch.device | str | None = None
+    model: RegNet, moving: Tensor, fixed: Tensor, *, batch_size: int = 4, device: torch.device | str | None = None
 ) -> Tensor:
     """Full-resolution fields (B, 2, H, W) registering ``moving`` onto ``fixed``, (B, 1, H, W) each.
 
@@ -158,7 +158,7 @@ def propagate_labels(
     num_classes: int = 5,
     atlas_index: Tensor | None = None,
     return_all: bool = False,
-    batch_size: int = 16,
+    batch_size: int = 4,  # pairs per forward pass: 4 ran ~1.3x faster per pair than 16 on a 2-core CPU
     device: torch.device | str | None = None,
 ) -> Tensor:
     """Soft labels of ``target_images`` (T, 1, H, W) from atlases registered onto each of them.

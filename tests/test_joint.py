@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from segreg_lite.config import TrainConfig, smoke
-from segreg_lite.joint import phase_seed, train_joint
+from segreg_lite.joint import _sampling_pool, phase_seed, train_joint
 from segreg_lite.splits import make_split
 
 CFG = replace(smoke(TrainConfig()), features=4, reg_features=4, batch_size=2, n_atlas=2, n_tta=1, rounds=2)
@@ -27,7 +27,8 @@ class Killed(Exception):
 def test_history_per_round_and_checkpoint(tmp_path):
     images, labels = _data()
     split = make_split(len(images), seed=0, fraction=0.2)
-    result = train_joint(images, labels, split, CFG, seed=0, num_classes=3, checkpoint=tmp_path / "j.pt", device="cpu")
+    cfg = replace(CFG, confidence_weight=True)  # the weighted path too
+    result = train_joint(images, labels, split, cfg, seed=0, num_classes=3, checkpoint=tmp_path / "j.pt", device="cpu")
     assert [e["round"] for e in result.history] == [0, 1, 2]
     for key in ("test_dice", "test_hd", "pseudo_dice", "pseudo_dice_reg", "pseudo_dice_seg", "reg_dice", "folding"):
         assert all(key in e for e in result.history), key
@@ -42,7 +43,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     split = make_split(len(images), seed=1, fraction=0.2)
     whole = train_joint(images, labels, split, CFG, seed=3, num_classes=3, checkpoint=tmp_path / "a.pt", device="cpu")
 
-    def kill_after_round_1(entry):
+    def kill_after_round_1(entry, pseudo):
         if entry["round"] == 1:
             raise Killed
 
@@ -51,7 +52,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
                     callback=kill_after_round_1)
     seen = []
     resumed = train_joint(images, labels, split, CFG, seed=3, num_classes=3, checkpoint=tmp_path / "b.pt", device="cpu",
-                          callback=seen.append)
+                          callback=lambda entry, pseudo: seen.append(entry))
     assert [e["round"] for e in seen] == [2]  # only the unfinished round ran again
     assert resumed.history == whole.history
     for a, b in zip(whole.segmenter.state_dict().values(), resumed.segmenter.state_dict().values()):
@@ -84,3 +85,10 @@ def test_bad_inputs():
 def test_phase_seeds_are_stable_and_distinct():
     assert phase_seed(0, 1, "seg") == phase_seed(0, 1, "seg")
     assert len({phase_seed(s, r, p) for s in (0, 1) for r in (0, 1, 2) for p in ("seg", "reg", "pseudo")}) == 18
+
+
+def test_annotated_share_of_the_segmenter_draws():
+    draws = _sampling_pool(2, 200, 0.5)
+    assert sum(d < 2 for d in draws) == 200 and len(draws) == 400  # half the draws are annotated images
+    assert _sampling_pool(2, 200, 0.0) == list(range(202))  # 0: every image once, the plain union
+    assert sum(d < 5 for d in _sampling_pool(5, 30, 0.25)) == 10  # 10 of 40
