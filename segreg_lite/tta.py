@@ -11,14 +11,13 @@ Spatial convention, fields and warping: :mod:`segreg_lite.transforms`.
 from __future__ import annotations
 
 import math
-import operator
 from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from segreg_lite.segment import predict
-from segreg_lite.transforms import affine_flow, invert_affine_flow_params, warp
+from segreg_lite.transforms import _check_hw, affine_flow, invert_affine_flow_params, warp
 
 
 class TTAParams(NamedTuple):
@@ -59,16 +58,6 @@ def _count(value: int, name: str) -> int:
     return value
 
 
-def _shape(shape_hw: Sequence[int]) -> tuple[int, int]:
-    try:
-        hw = tuple(operator.index(s) for s in shape_hw)  # accepts torch.Size and numpy ints
-    except TypeError:
-        hw = ()
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"shape_hw must be two positive ints (H, W), got {shape_hw!r}")
-    return hw  # type: ignore[return-value]
-
-
 def random_tta_params(
     n: int, n_tta: int, generator: torch.Generator, *, shape_hw: Sequence[int],
     max_rotate_deg: float = 20.0, max_shift_frac: float = 0.1, flip: bool = False,
@@ -86,7 +75,7 @@ def random_tta_params(
     max_shift_frac = _non_negative(max_shift_frac, "max_shift_frac")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got {generator!r}")
-    h, w = _shape(shape_hw)
+    h, w = _check_hw(shape_hw)
     u = torch.rand(n, n_tta, 5, generator=generator, dtype=torch.float64) * 2 - 1  # (n, n_tta, 5) in [-1, 1)
 
     def one(pick: float, rot: float, dy: float, dx: float, f: float) -> TTAParams:
@@ -121,7 +110,7 @@ def augment_fields(
     ``M o A^-1``, field ``A(M(p)) - p``. ``warp(warp(x, forward), inverse) ~= x`` away from the
     borders. Each is a single field, so each direction interpolates once.
     """
-    h, w = _shape(shape_hw)
+    h, w = _check_hw(shape_hw)
     empty = torch.zeros(0, 2, h, w, dtype=torch.float64)  # so that no augmentation gives (0, 2, H, W)
     fwd, inv = [empty], [empty]
     for p in map(_as_params, params):
