@@ -8,18 +8,7 @@ from torch import nn
 
 from segreg_lite.meanteacher import sigmoid_rampup, train_mean_teacher, update_ema
 from segreg_lite.unet import UNet
-
-
-def _toy(n=6, size=32):
-    """Bright squares (class 1) and dark bars (class 2) on a mid-grey background."""
-    g = torch.Generator().manual_seed(0)
-    labels = torch.zeros(n, size, size, dtype=torch.long)
-    for i in range(n):
-        r, c = torch.randint(4, 14, (2,), generator=g).tolist()
-        labels[i, r : r + 10, c : c + 10] = 1
-        labels[i, 24:28, 4 + i : 20 + i] = 2
-    images = torch.where(labels == 1, 0.9, torch.where(labels == 2, 0.1, 0.5))[:, None].float()
-    return images + 0.02 * torch.randn(images.shape, generator=g), labels
+from test_segment import _toy  # the same toy problem as the supervised trainer's tests
 
 
 def _pair(features=4, dropout=0.0, seed=0):
