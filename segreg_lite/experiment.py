@@ -35,7 +35,7 @@ import torch
 
 from segreg_lite.config import TrainConfig, get_preset, pick_device, seed_everything
 from segreg_lite.io import write_json, write_text
-from segreg_lite.labels import NUM_CLASSES, SEG4_NAMES
+from segreg_lite.labels import SEG4_NAMES
 from segreg_lite.splits import Split, make_split
 
 #: Method name -> what it is (the order of the results table).
