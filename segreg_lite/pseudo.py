@@ -28,6 +28,9 @@ from segreg_lite.regnet import RegNet
 
 #: Pseudo-label sources: both (the method's default), registration only, segmentation only.
 MODES: tuple[str, ...] = ("combined", "reg", "seg")
+#: Extra relative weight of the segmentation maps in the combined mask, so that a tie between the
+#: two sources goes to the segmenter instead of the lower class index (see make_pseudo_labels).
+TIE_BREAK = 1e-3
 
 
 class PseudoLabels(NamedTuple):
@@ -80,7 +83,7 @@ def make_pseudo_labels(
     (the targets' labels are never looked at). ``generator`` (CPU) draws the atlases and the TTA
     transforms, so a seeded call is reproducible. The combined mask weighs every map equally:
     ``(n_atlas * reg + (1 + n_tta) * seg) / (n_atlas + 1 + n_tta)``, the mean of the 10 maps of
-    the design.
+    the design; exact ties between the two sources go to the segmentation maps (TIE_BREAK).
     """
     from segreg_lite.register import propagate_labels
     from segreg_lite.tta import tta_predict
@@ -101,10 +104,23 @@ def make_pseudo_labels(
     seg = tta.mean  # (U, K, H, W)
     n_seg = 1 + n_tta
     if mode == "combined":
-        soft = (n_atlas * reg + n_seg * seg) / (n_atlas + n_seg)
+        soft = combine(reg, seg, n_atlas, n_seg)
     else:
         soft = reg if mode == "reg" else seg
     return PseudoLabels(soft=soft.clamp(0, 1), reg=reg, seg=seg, spread=tta.spread, atlases=atlases)
+
+
+def combine(reg: Tensor, seg: Tensor, n_atlas: int, n_seg: int) -> Tensor:
+    """The combined soft mask: the mean of ``n_atlas`` registration and ``n_seg`` segmentation
+    maps, given the mean of each source (same shapes).
+
+    Ties: with as many atlases as segmentation maps, all atlases voting for one class and all
+    segmentation maps for another is an exact 0.5/0.5 split, whose argmax (and cross-entropy
+    target) would silently be the lower class index, often background. The segmentation maps,
+    which look at the image itself, get ``TIE_BREAK`` more weight to decide it.
+    """
+    w = n_seg * (1 + TIE_BREAK)
+    return (n_atlas * reg + w * seg) / (n_atlas + w)
 
 
 def confidence(soft: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from segreg_lite.pseudo import confidence, draw_atlases, make_pseudo_labels
+from segreg_lite.pseudo import combine, confidence, draw_atlases, make_pseudo_labels
 from segreg_lite.regnet import RegNet
 from segreg_lite.unet import UNet
 
@@ -38,11 +38,22 @@ def test_modes_average_the_right_maps():
     c = out["combined"]
     assert c.soft.shape == (3, 3, 32, 32) and c.atlases.shape == (3, 3) and c.spread.shape == (3, 32, 32)
     assert torch.allclose(out["reg"].soft, c.reg) and torch.allclose(out["seg"].soft, c.seg)
-    assert torch.allclose(c.soft, (3 * c.reg + 3 * c.seg) / 6, atol=1e-6)
+    assert torch.allclose(c.soft, (3 * c.reg + 3 * c.seg) / 6, atol=1e-3)  # the mean of the 6 maps (up to the tie-break)
     assert torch.allclose(c.soft.sum(1), torch.ones(3, 32, 32), atol=1e-4)
     # An untrained regnet is near the identity: the registration mask is the atlases' own labels.
     atlas_truth = torch.nn.functional.one_hot(labels[c.atlases], 3).float().mean(1).permute(0, 3, 1, 2)
     assert torch.allclose(c.reg, atlas_truth, atol=0.05)
+
+
+def test_combined_ties_go_to_the_segmentation_maps():
+    # Every atlas says white matter (3), every segmentation map says CSF (4): a 5 against 5 tie.
+    reg = torch.nn.functional.one_hot(torch.full((1, 4, 4), 3), 5).permute(0, 3, 1, 2).float()
+    seg = torch.nn.functional.one_hot(torch.full((1, 4, 4), 4), 5).permute(0, 3, 1, 2).float()
+    soft = combine(reg, seg, n_atlas=5, n_seg=5)
+    assert (soft.argmax(1) == 4).all()  # not the lower index
+    assert torch.allclose(soft[:, 3:], torch.full((1, 2, 4, 4), 0.5), atol=1e-3)  # still the mean of the maps
+    assert torch.allclose(soft.sum(1), torch.ones(1, 4, 4))
+    assert (combine(reg, seg, n_atlas=6, n_seg=5).argmax(1) == 3).all()  # a real majority still wins
 
 
 def test_seeded_and_never_reads_target_labels():
