@@ -4,17 +4,19 @@ from dataclasses import replace
 import pytest
 import torch
 
-from segreg_lite.config import PRESETS, TrainConfig, autocast, get_preset, pick_device, seed_everything, smoke
+from segreg_lite.config import CPU_PSEUDO, PRESETS, TrainConfig, autocast, get_preset, pick_device, seed_everything, smoke
 
 LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "rounds", "batch_size")
 
 
 def test_presets_exist():
     assert set(PRESETS) == {"cpu", "quick", "paper"}
-    assert get_preset("cpu") == TrainConfig()
+    assert get_preset("cpu") == TrainConfig(**CPU_PSEUDO)
     quick = get_preset("quick")
     assert all(getattr(quick, k) <= getattr(TrainConfig(), k) for k in LENGTHS)  # shorter, never longer
-    assert isinstance(get_preset("paper", n_annotated=3, n_train=140), TrainConfig)
+    paper = get_preset("paper", n_annotated=3, n_train=140)
+    assert (paper.n_tta, paper.n_atlas, paper.confidence_weight) == (4, 5, False)  # the paper's pseudo-labels
+    assert quick.n_tta == 9 and quick.confidence_weight  # the CPU presets lean on the segmenter
 
 
 def test_paper_preset_needs_sizes():
