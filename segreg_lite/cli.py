@@ -5,10 +5,14 @@
     segreg-lite run [--data cohort|oasis|FOLDER] [--fraction 0.01] [--methods ...] [--preset cpu]
                     [--seed 0] [--out results/run] [--overwrite] [--smoke]
 
+    segreg-lite summary FOLDER [FOLDER ...]
+
 ``cohort`` generates the default embedded cohort, prints a summary (subjects, the seg4 label
 table, class frequencies) and writes an overview figure and ``summary.json``. ``run`` trains and
 evaluates methods on one seeded split (:mod:`segreg_lite.experiment`), writes ``results.json``
 and ``results.csv`` into ``--out`` and prints the comparison table; run again, it resumes.
+``summary`` reads the results of several runs (one per seed) and prints mean +- std per method
+and the joint method's test Dice per round.
 """
 from __future__ import annotations
 
@@ -88,6 +92,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(args: argparse.Namespace) -> int:
+    from segreg_lite.experiment import format_summary, load_results
+
+    print(format_summary(load_results(args.folders)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segreg-lite", description="Semi-supervised segmentation with registration-made pseudo-labels.")
     parser.add_argument("--version", action="version", version=f"segreg-lite {__version__}")
@@ -119,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="tiny schedules: checks every code path in seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("summary", help="mean +- std over the seeds of several run folders, and the joint round curve")
+    p.add_argument("folders", nargs="+", help="run folders (results.json inside), one per seed, same data/preset/fraction")
+    p.set_defaults(func=_summary)
     return parser
 
 

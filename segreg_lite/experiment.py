@@ -295,3 +295,72 @@ def format_table(summary: dict[str, Any]) -> str:
                 cells.append(f"{v:.3f}".rjust(w))
         lines.append("  ".join(cells))
     return "\n".join(lines)
+
+
+def load_results(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The ``results.json`` of each run folder, checked to be comparable: the same data, preset and
+    fraction (seeds may differ, and a seed twice is an error)."""
+    summaries = []
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: is {folder} a finished segreg-lite run folder?")
+        summaries.append(json.loads(path.read_text()))
+    if not summaries:
+        raise ValueError("no run folder given")
+    first = summaries[0]
+    for folder, s in zip(folders, summaries):
+        for key in ("data", "preset", "fraction"):
+            if s[key] != first[key]:
+                raise ValueError(f"{folder} differs from {folders[0]} in {key} ({s[key]!r} vs {first[key]!r}): "
+                                 "summarise runs of one setting at a time")
+    seeds = [s["seed"] for s in summaries]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the same seed appears twice among the runs (seeds {seeds})")
+    return summaries
+
+
+def summarize(summaries: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method, over the runs (seeds) that include it: ``seeds``, the mean and population std
+    (ddof 0) of ``dice``, ``hd``, ``hd95`` and each class's Dice, and for joint methods the test
+    Dice per round (``rounds_mean``, ``rounds_std``, over the runs with that many rounds)."""
+    out: dict[str, dict[str, Any]] = {}
+    names = list(dict.fromkeys(n for s in summaries for n in s["methods"]))
+    for name in names:
+        runs = [s for s in summaries if name in s["methods"]]
+        metrics = [s["methods"][name]["metrics"] for s in runs]
+        entry: dict[str, Any] = {"seeds": [s["seed"] for s in runs]}
+        for key in ("dice", "hd", "hd95"):
+            values = np.array([m[key] for m in metrics], dtype=float)
+            entry[key] = (float(values.mean()), float(values.std()))
+        per_class = np.array([m["dice_per_class"] for m in metrics], dtype=float)
+        entry["dice_per_class"] = (per_class.mean(0).tolist(), per_class.std(0).tolist())
+        histories = [s["methods"][name].get("history") for s in runs]
+        if all(histories):
+            n = min(len(h) for h in histories)
+            curves = np.array([[e["test_dice"] for e in h[:n]] for h in histories])
+            entry["rounds_mean"], entry["rounds_std"] = curves.mean(0).tolist(), curves.std(0).tolist()
+        out[name] = entry
+    return out
+
+
+def format_summary(summaries: Sequence[dict[str, Any]]) -> str:
+    """:func:`summarize` as text: mean +- std per method, then each joint method's round curve."""
+    table = summarize(summaries)
+    classes = summaries[0]["label_names"][1:]
+    lines = [f"{summaries[0]['data']}; preset {summaries[0]['preset']}, fraction {summaries[0]['fraction']:g}; "
+             "mean +- std over seeds (population std)", ""]
+    header = ["method", "seeds", "dice", *classes, "hd", "hd95"]
+    rows = []
+    for name, e in table.items():
+        pm = lambda m, s, f=".3f": f"{m:{f}} +- {s:{f}}"  # noqa: E731
+        rows.append([name, ",".join(map(str, e["seeds"])), pm(*e["dice"]),
+                     *[pm(m, s) for m, s in zip(*e["dice_per_class"])], pm(*e["hd"], ".1f"), pm(*e["hd95"], ".1f")])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        lines.append("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
+    for name, e in table.items():
+        if "rounds_mean" in e:
+            curve = ", ".join(f"{m:.3f} +- {s:.3f}" for m, s in zip(e["rounds_mean"], e["rounds_std"]))
+            lines.append(f"\n{name}, test Dice per round (0 = pre-trained): {curve}")
+    return "\n".join(lines)

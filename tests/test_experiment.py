@@ -71,3 +71,43 @@ def test_bad_names():
         load_data("/no/such/folder")
     with pytest.raises(ValueError, match="annotates every"):
         run_experiment(_data(), "/nonexistent/never-written", methods=["joint"], fraction=1.0, config=CFG)
+
+
+def _fake_run(folder, seed, dice, fraction=0.01, rounds=None):
+    """A results.json as run_experiment writes it, with made-up numbers (for the summary)."""
+    methods = {"supervised_aug": {"metrics": {"dice": dice, "hd": 10.0 + seed, "hd95": 4.0, "dice_per_class": [dice, dice + 0.1]}}}
+    if rounds is not None:
+        methods["joint"] = {"metrics": {"dice": rounds[-1], "hd": 9.0, "hd95": 3.0, "dice_per_class": [rounds[-1]] * 2},
+                            "history": [{"round": r, "test_dice": d} for r, d in enumerate(rounds)]}
+    summary = {"data": "toy", "preset": "quick", "fraction": fraction, "seed": seed,
+               "label_names": ["background", "a", "b"], "methods": methods}
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_summary_over_seeds(tmp_path, capsys):
+    from segreg_lite.cli import main
+    from segreg_lite.experiment import load_results, summarize
+
+    folders = [_fake_run(tmp_path / "s0", 0, 0.7, rounds=[0.7, 0.72, 0.74]),
+               _fake_run(tmp_path / "s1", 1, 0.8, rounds=[0.8, 0.80, 0.82])]
+    table = summarize(load_results(folders))
+    assert table["supervised_aug"]["seeds"] == [0, 1]
+    assert table["supervised_aug"]["dice"] == pytest.approx((0.75, 0.05))
+    assert table["supervised_aug"]["hd"] == pytest.approx((10.5, 0.5))
+    assert table["supervised_aug"]["dice_per_class"][0] == pytest.approx([0.75, 0.85])
+    assert table["joint"]["rounds_mean"] == pytest.approx([0.75, 0.76, 0.78])
+    assert table["joint"]["rounds_std"] == pytest.approx([0.05, 0.04, 0.04])
+    assert "rounds_mean" not in table["supervised_aug"]
+    assert main(["summary", *map(str, folders)]) == 0
+    out = capsys.readouterr().out
+    assert "0.750 +- 0.050" in out and "0.780 +- 0.040" in out
+    # Runs of another fraction, the same seed twice, or a folder without results: clear errors.
+    other = _fake_run(tmp_path / "f05", 2, 0.8, fraction=0.05)
+    with pytest.raises(ValueError, match="fraction"):
+        load_results([folders[0], other])
+    with pytest.raises(ValueError, match="same seed"):
+        load_results([folders[0], folders[0]])
+    assert main(["summary", str(tmp_path / "missing")]) == 2
+    assert "results.json not found" in capsys.readouterr().err
