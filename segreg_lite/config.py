@@ -2,7 +2,7 @@
 
 One frozen dataclass, :class:`TrainConfig`, holds every training hyperparameter, with a comment
 on each default; variants are made with ``dataclasses.replace``, and the config is saved in every
-checkpoint and result. Two presets:
+checkpoint and result. Three presets:
 
 - ``"cpu"``: finishes each chapter in minutes on a 2-core laptop CPU (128x128, short schedules;
   pseudo-labels weighted towards the segmenter, see ``CPU_PSEUDO``);
@@ -101,8 +101,9 @@ PRESETS = ("cpu", "quick", "paper")
 #: Pseudo-label settings of the CPU presets, which run on the synthetic cohort. Its registration
 #: masks are weak (multi-atlas Dice about 0.4 against 0.75 for the segmenter's), so the paper's
 #: equal split (5 atlases, 1 + 4 segmentation maps) averages a better source with a worse one and
-#: the rounds went backwards. Twice as many segmentation maps as atlases (1 + 9 against 5) and the
-#: confidence-weighted loss are measured in the book's chapters on soft masks and on rounds.
+#: the rounds went backwards (combined masks 0.63 Dice, seed 2 test Dice 0.756 -> 0.740). Twice as
+#: many segmentation maps as atlases (1 + 9 against 5) lift the masks to 0.73, and with the
+#: confidence-weighted loss seed 2 gains instead (0.756 -> 0.761).
 CPU_PSEUDO: dict[str, Any] = {"n_tta": 9, "confidence_weight": True}
 
 

@@ -351,9 +351,9 @@ def format_summary(summaries: Sequence[dict[str, Any]]) -> str:
     lines = [f"{summaries[0]['data']}; preset {summaries[0]['preset']}, fraction {summaries[0]['fraction']:g}; "
              "mean +- std over seeds (population std)", ""]
     header = ["method", "seeds", "dice", *classes, "hd", "hd95"]
+    pm = lambda m, s, f=".3f": f"{m:{f}} +- {s:{f}}"  # noqa: E731
     rows = []
     for name, e in table.items():
-        pm = lambda m, s, f=".3f": f"{m:{f}} +- {s:{f}}"  # noqa: E731
         rows.append([name, ",".join(map(str, e["seeds"])), pm(*e["dice"]),
                      *[pm(m, s) for m, s in zip(*e["dice_per_class"])], pm(*e["hd"], ".1f"), pm(*e["hd95"], ".1f")])
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
