@@ -18,10 +18,12 @@ same numbers as an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 import zlib
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, ContextManager, NamedTuple
 
 import numpy as np
 import torch
@@ -170,6 +172,7 @@ def train_joint(
     device: torch.device | str | None = None,
     progress: bool = False,
     callback: Callable[[dict, PseudoLabels], None] | None = None,
+    phase: Callable[[str], ContextManager] | None = None,
 ) -> JointResult:
     """Run the joint method on ``images`` (N, 1, H, W) and ``labels`` (N, H, W) with ``split``.
 
@@ -179,7 +182,10 @@ def train_joint(
     file written after pre-training and after each round; when it exists the run resumes from
     it, after checking that it was written by the same config, split, mode and seed (otherwise a
     ValueError, and the file is left alone). ``callback(entry, pseudo)`` gets each round's history
-    entry and the pseudo-labels made at its end (for figures of the rounds).
+    entry and the pseudo-labels made at its end (for figures of the rounds). Each round's entry
+    holds the wall time of its phases in ``entry["seconds"]`` (``seg``, ``reg``, ``pseudo``,
+    ``eval``); ``phase(name)``, when given, is a context manager entered around each of them
+    (the phase benchmark measures memory with it).
     """
     check_mode(mode)
     if not split.unannotated:
@@ -242,28 +248,42 @@ def train_joint(
 
         bar = tqdm(bar, desc=f"joint rounds ({mode})", unit="round", initial=start - 1, total=config.rounds)
     for r in bar:
+        seconds: dict[str, float] = {}
+
+        @contextlib.contextmanager
+        def timed(name: str):
+            start = time.perf_counter()
+            with phase(name) if phase is not None else contextlib.nullcontext():
+                yield
+            seconds[name] = time.perf_counter() - start
+
         # 1. Segmenter on true labels (one-hot) + soft pseudo-labels.
-        soft = torch.cat([one_hot(labels[annotated], num_classes), pseudo.soft])  # (P, K, H, W)
-        weights = None
-        if config.confidence_weight:
-            weights = torch.cat([torch.ones(len(annotated), *soft.shape[-2:]), confidence(pseudo.soft)])
-        s = phase_seed(seed, r, "seg")
-        seed_everything(s)
-        seg_hist = train_segmenter(segmenter, pool_images, soft, draws, steps=config.seg_round_steps,
-                                   lr=config.seg_round_lr, batch_size=config.batch_size, augment=config.augment,
-                                   soft_ce=config.soft_ce, weights=weights, device=device, seed=s, amp=config.amp)
+        with timed("seg"):
+            soft = torch.cat([one_hot(labels[annotated], num_classes), pseudo.soft])  # (P, K, H, W)
+            weights = None
+            if config.confidence_weight:
+                weights = torch.cat([torch.ones(len(annotated), *soft.shape[-2:]), confidence(pseudo.soft)])
+            s = phase_seed(seed, r, "seg")
+            seed_everything(s)
+            seg_hist = train_segmenter(segmenter, pool_images, soft, draws, steps=config.seg_round_steps,
+                                       lr=config.seg_round_lr, batch_size=config.batch_size, augment=config.augment,
+                                       soft_ce=config.soft_ce, weights=weights, device=device, seed=s, amp=config.amp)
         # 2. Registration on pairs of the same pool, with the warped-label term.
-        s = phase_seed(seed, r, "reg")
-        seed_everything(s)
-        reg_hist = train_registration(regnet, pool_images, range(len(pool)), steps=config.reg_round_steps,
-                                      lr=config.reg_round_lr, batch_size=config.batch_size, labels=soft,
-                                      num_classes=num_classes, local=config.local_ncc,
-                                      label_weight=config.label_weight, device=device, seed=s, amp=config.amp)
+        with timed("reg"):
+            s = phase_seed(seed, r, "reg")
+            seed_everything(s)
+            reg_hist = train_registration(regnet, pool_images, range(len(pool)), steps=config.reg_round_steps,
+                                          lr=config.reg_round_lr, batch_size=config.batch_size, labels=soft,
+                                          num_classes=num_classes, local=config.local_ncc,
+                                          label_weight=config.label_weight, device=device, seed=s, amp=config.amp)
         # 3. New pseudo-labels; 4. evaluation.
-        pseudo = _pseudo(segmenter, regnet, images, labels, split, config, mode, seed, r, device)
-        entry = _evaluate(segmenter, regnet, pseudo, images, labels, split, config, num_classes, seed, r, device)
+        with timed("pseudo"):
+            pseudo = _pseudo(segmenter, regnet, images, labels, split, config, mode, seed, r, device)
+        with timed("eval"):
+            entry = _evaluate(segmenter, regnet, pseudo, images, labels, split, config, num_classes, seed, r, device)
         entry.update(_mean_terms(seg_hist, "seg"))
         entry.update(_mean_terms(reg_hist, "reg"))
+        entry["seconds"] = seconds
         history.append(entry)
         save(r)
         if callback is not None:
