@@ -33,14 +33,17 @@ notebooks: $(STAMP)
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build -W --keep-going --all .
 
-## re-execute every chapter at full settings into book/ (outputs committed), then build the book
+## re-execute every chapter at full settings into book/ (outputs committed; the results chapter runs
+## the sweep), write the README results table, then build the book
 results: $(STAMP)
 	$(PY) scripts/run_chapters.py
+	$(PY) scripts/readme_results.py
 	$(VENV)/bin/jupyter-book build -W --keep-going --all .
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cohort.py
 	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_round.py
 
 clean:
 	rm -rf _build .pytest_cache

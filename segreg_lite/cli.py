@@ -7,12 +7,17 @@
 
     segreg-lite summary FOLDER [FOLDER ...]
 
+    segreg-lite sweep [--fractions 0.01,0.05,0.1,0.25,0.5] [--seeds 0,1,2] [--methods ...]
+                      [--preset sweep] [--size 64 64] [--jobs 1] [--out results/sweep] [--smoke]
+
 ``cohort`` generates the default embedded cohort, prints a summary (subjects, the seg4 label
 table, class frequencies) and writes an overview figure and ``summary.json``. ``run`` trains and
 evaluates methods on one seeded split (:mod:`segreg_lite.experiment`), writes ``results.json``
 and ``results.csv`` into ``--out`` and prints the comparison table; run again, it resumes.
 ``summary`` reads the results of several runs (one per seed) and prints mean +- std per method
-and the joint method's test Dice per round.
+and the joint method's test Dice per round. ``sweep`` runs every method at every fraction and
+seed (:mod:`segreg_lite.sweep`), one run folder each, skipping finished ones, and prints Dice
+against fraction.
 """
 from __future__ import annotations
 
@@ -99,6 +104,34 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(text: str, kind: type) -> list:
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from segreg_lite.config import get_preset, smoke
+    from segreg_lite.experiment import load_data
+    from segreg_lite.sweep import collect_sweep, format_sweep, run_sweep
+
+    start = time.perf_counter()
+    fractions, seeds = _numbers(args.fractions, float), _numbers(args.seeds, int)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
+    # the paper preset counts epochs per fraction (run_experiment does it); smoke replaces every length anyway
+    config = smoke(get_preset(args.preset, n_annotated=1, n_train=1)) if args.smoke else None
+    print(f"segreg-lite {__version__}: {data.description}; preset {args.preset}{' (smoke)' if args.smoke else ''}; "
+          f"fractions {', '.join(f'{f:g}' for f in fractions)}; seeds {', '.join(map(str, seeds))}", flush=True)
+    run_sweep(data, args.out, fractions=fractions, seeds=seeds, methods=methods, preset=args.preset, config=config,
+              device=args.device, jobs=args.jobs, progress=not args.quiet, log=lambda msg: print(msg, flush=True))
+    print()
+    print(format_sweep(collect_sweep(args.out)))
+    print(f"\nresults under {args.out} ({(time.perf_counter() - start) / 60:.1f} min wall time)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segreg-lite", description="Semi-supervised segmentation with registration-made pseudo-labels.")
     parser.add_argument("--version", action="version", version=f"segreg-lite {__version__}")
@@ -121,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="cohort image size")
     p.add_argument("--fraction", type=float, default=0.01, help="annotated fraction of the training subjects (default 0.01)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated (default {','.join(DEFAULT_METHODS)})")
-    p.add_argument("--preset", default="cpu", help="training settings: cpu, quick or paper (default cpu)")
+    p.add_argument("--preset", default="cpu", help="training settings: cpu, quick, sweep or paper (default cpu)")
     p.add_argument("--rounds", type=int, default=None, help="joint rounds (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
@@ -134,6 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="mean +- std over the seeds of several run folders, and the joint round curve")
     p.add_argument("folders", nargs="+", help="run folders (results.json inside), one per seed, same data/preset/fraction")
     p.set_defaults(func=_summary)
+
+    from segreg_lite.sweep import FRACTIONS, SWEEP_METHODS
+
+    p = sub.add_parser("sweep", help="every method at every annotated fraction and seed; skips finished runs")
+    p.add_argument("--data", default="cohort", help="'cohort' (embedded, default), 'oasis' (download) or a NIfTI folder")
+    p.add_argument("--subjects", type=int, default=300, help="cohort size (default 300)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the generated cohort (default 0)")
+    p.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("H", "W"), help="cohort image size (default 64 64)")
+    p.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS), help="annotated fractions, comma-separated")
+    p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
+    p.add_argument("--methods", default=",".join(SWEEP_METHODS), help="comma-separated (default: every method)")
+    p.add_argument("--preset", default="sweep", help="training settings: sweep, cpu, quick or paper (default sweep)")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
+    p.add_argument("--out", default="results/sweep", help="root folder, one run folder per fraction and seed (default results/sweep)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, in worker processes sharing the CPU threads (default 1)")
+    p.add_argument("--smoke", action="store_true", help="tiny schedules: checks every code path in seconds")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_sweep)
     return parser
 
 

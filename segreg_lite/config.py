@@ -7,6 +7,7 @@ checkpoint and result. Three presets:
 - ``"cpu"``: finishes each chapter in minutes on a 2-core laptop CPU (128x128, short schedules;
   pseudo-labels weighted towards the segmenter, see ``CPU_PSEUDO``);
 - ``"quick"``: shorter still, so the README's main command (four methods) ends within 15 minutes;
+- ``"sweep"``: shorter again, for the results chapter's sweep over fractions and seeds;
 - ``"paper"``: the settings of Li et al. (arXiv 2502.03229) for a GPU: Adam, batch 5, segmenter
   pre-training at lr 1e-4 for 500 epochs then 1e-5 for 100 epochs per round, registration
   pre-training at lr 1e-3 for 200 epochs then 1e-4 for 50 epochs per round, 10 rounds. Its
@@ -96,7 +97,7 @@ class TrainConfig:
 #: The paper's schedule in epochs (Li et al., section 3).
 PAPER_EPOCHS = {"seg": 500, "seg_round": 100, "reg": 200, "reg_round": 50}
 
-PRESETS = ("cpu", "quick", "paper")
+PRESETS = ("cpu", "quick", "sweep", "paper")
 
 #: Pseudo-label settings of the CPU presets, which run on the synthetic cohort. Its registration
 #: masks are weak (multi-atlas Dice about 0.4 against 0.75 for the segmenter's), so the paper's
@@ -116,6 +117,10 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
     if name == "quick":
         # The README's main command: the whole 1% comparison within 15 minutes on 2 CPU cores.
         return TrainConfig(seg_round_steps=150, reg_steps=200, reg_round_steps=60, rounds=2, **CPU_PSEUDO)
+    if name == "sweep":
+        # The results chapter's sweep (8 methods x 5 fractions x 3 seeds, on 64x64 images by
+        # default): within 90 minutes on 2 CPU cores.
+        return TrainConfig(seg_steps=400, seg_round_steps=100, reg_steps=150, reg_round_steps=40, rounds=2, **CPU_PSEUDO)
     if name == "paper":
         if not n_annotated or not n_train:
             raise ValueError("the 'paper' preset counts epochs: pass n_annotated and n_train (numbers of images)")

@@ -74,7 +74,8 @@ def load_data(source: str = "cohort", *, n_subjects: int = 300, seed: int = 0,
         from segreg_lite.cohort import CohortConfig, generate_cohort
 
         c = generate_cohort(n_subjects, seed=seed, config=CohortConfig(size=tuple(size)))
-        return Data(c.images, c.labels, list(c.subjects), SEG4_NAMES, f"embedded cohort, {n_subjects} subjects, seed {seed}")
+        grid = "" if tuple(size) == (128, 128) else f" of {size[0]}x{size[1]}"  # the default grid goes unsaid
+        return Data(c.images, c.labels, list(c.subjects), SEG4_NAMES, f"embedded cohort, {n_subjects} subjects{grid}, seed {seed}")
     if source == "oasis":
         from segreg_lite.oasis import download_oasis2d, load_oasis2d
 

@@ -10,13 +10,15 @@ LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "roun
 
 
 def test_presets_exist():
-    assert set(PRESETS) == {"cpu", "quick", "paper"}
+    assert set(PRESETS) == {"cpu", "quick", "sweep", "paper"}
     assert get_preset("cpu") == TrainConfig(**CPU_PSEUDO)
     quick = get_preset("quick")
     assert all(getattr(quick, k) <= getattr(TrainConfig(), k) for k in LENGTHS)  # shorter, never longer
     paper = get_preset("paper", n_annotated=3, n_train=140)
     assert (paper.n_tta, paper.n_atlas, paper.confidence_weight) == (4, 5, False)  # the paper's pseudo-labels
     assert quick.n_tta == 9 and quick.confidence_weight  # the CPU presets lean on the segmenter
+    sweep = get_preset("sweep")
+    assert all(getattr(sweep, k) <= getattr(quick, k) for k in LENGTHS) and sweep.n_tta == 9
 
 
 def test_paper_preset_needs_sizes():
@@ -37,7 +39,7 @@ def test_paper_preset_converts_epochs_to_steps():
 
 
 def test_unknown_preset_lists_names():
-    with pytest.raises(ValueError, match="cpu, quick, paper"):
+    with pytest.raises(ValueError, match="cpu, quick, sweep, paper"):
         get_preset("gpu")
 
 

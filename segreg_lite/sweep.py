@@ -1,0 +1,210 @@
+"""Sweeps over annotated fractions and seeds, built on :func:`segreg_lite.experiment.run_experiment`.
+
+After Li et al. (arXiv 2502.03229), whose comparison runs every method at 1%, 5%, 10%, 25% and
+50% of the labels. A sweep is one run folder per (fraction, seed) under a root folder,
+``f<fraction>-s<seed>`` (``f0.05-s1``), each an ordinary ``segreg-lite run`` folder: its
+``results.json`` is kept, and started again a sweep reads finished folders back and resumes an
+interrupted one (method by method, joint round by round). The 100%-label upper bound does not
+depend on the fraction, so it runs once per seed, in ``full-s<seed>`` at fraction 1.
+
+:func:`run_sweep` runs the plan, :func:`collect_sweep` reads whatever the root holds (the results
+chapter and ``segreg-lite sweep``), grouped by fraction and summarised over seeds with
+:func:`segreg_lite.experiment.summarize`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from segreg_lite.config import TrainConfig
+from segreg_lite.experiment import METHODS, Data, check_methods, load_results, run_experiment, summarize
+
+#: The paper's annotated fractions.
+FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
+#: Every method: the baselines, the joint method with each kind of soft mask, the upper bound.
+SWEEP_METHODS: tuple[str, ...] = tuple(METHODS)
+UPPER = "upper_bound"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its fraction, seed, methods and folder."""
+
+    fraction: float
+    seed: int
+    methods: tuple[str, ...]
+    folder: Path
+
+    def done(self) -> bool:
+        """Every method's results file is there (the folder's run settings are checked on running)."""
+        return all((self.folder / "methods" / f"{m}.json").exists() for m in self.methods)
+
+
+def plan_sweep(root: str | Path, fractions: Sequence[float] = FRACTIONS, seeds: Sequence[int] = (0, 1, 2),
+               methods: Sequence[str] = SWEEP_METHODS) -> list[SweepRun]:
+    """The runs of a sweep, seed-major (all fractions of seed 0 first, so a cut-short sweep has
+    whole seeds), the upper bound last within each seed."""
+    methods = check_methods(methods)
+    if not fractions or not seeds:
+        raise ValueError(f"a sweep needs at least one fraction and one seed, got fractions {list(fractions)}, seeds {list(seeds)}")
+    for f in fractions:
+        if not 0 < f < 1:
+            raise ValueError(f"sweep fractions must be in (0, 1) (the upper bound covers 1), got {f!r}")
+    if len(set(fractions)) != len(fractions) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"repeated fraction or seed in fractions {list(fractions)}, seeds {list(seeds)}")
+    root = Path(root)
+    per_fraction = tuple(m for m in methods if m != UPPER)
+    runs = []
+    for seed in seeds:
+        if per_fraction:
+            runs += [SweepRun(float(f), int(seed), per_fraction, root / f"f{f:g}-s{seed}") for f in fractions]
+        if UPPER in methods:
+            runs.append(SweepRun(1.0, int(seed), (UPPER,), root / f"full-s{seed}"))
+    return runs
+
+
+def run_sweep(
+    data: Data,
+    root: str | Path,
+    *,
+    fractions: Sequence[float] = FRACTIONS,
+    seeds: Sequence[int] = (0, 1, 2),
+    methods: Sequence[str] = SWEEP_METHODS,
+    preset: str = "cpu",
+    config: TrainConfig | None = None,
+    device: str = "auto",
+    jobs: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] = lambda msg: None,
+) -> list[dict[str, Any]]:
+    """Run every (fraction, seed) of the plan on ``data`` into ``root``; return their summaries.
+
+    Runs already finished are read back, not trained again; a folder holding a run with other
+    settings is an error (from :func:`run_experiment`), never overwritten. ``config`` overrides
+    ``preset`` for every run. ``jobs`` > 1 runs that many runs at once in worker processes, each
+    with an equal share of torch's CPU threads (on a small CPU, two one-thread workers get more
+    done than one two-thread process; results then differ from a one-job sweep in the last
+    digits, as any change of thread count does).
+    """
+    plan = plan_sweep(root, fractions, seeds, methods)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    todo = [r for r in plan if not r.done()]
+    log(f"sweep: {len(plan)} runs under {root}, {len(plan) - len(todo)} finished earlier, {len(todo)} to run"
+        f"{f' in {jobs} worker processes' if jobs > 1 and len(todo) > 1 else ''}")
+    kw = dict(preset=preset, config=config, device=device)
+    start = time.perf_counter()
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, torch.get_num_threads() // jobs)
+        ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=ctx, initializer=torch.set_num_threads,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(_run_one, data, run, kw): run for run in todo}
+            try:
+                for done, future in enumerate(as_completed(futures), 1):
+                    run = futures[future]
+                    future.result()  # a failed run stops the sweep with its error
+                    log(f"[{done}/{len(todo)}] fraction {run.fraction:g}, seed {run.seed}: done "
+                        f"({(time.perf_counter() - start) / 60:.1f} min so far)")
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # the runs not started; those running finish their method and stop
+                raise
+    summaries = []
+    for i, run in enumerate(plan, 1):
+        label = f"[{i}/{len(plan)}] fraction {run.fraction:g}, seed {run.seed}"
+        finished = run.done()
+        log(f"{label}: finished, read from {run.folder}" if finished else f"{label}: {', '.join(run.methods)} ...")
+        t0 = time.perf_counter()
+        summaries.append(_run_one(data, run, kw, progress=progress,
+                                  log=(lambda msg: None) if finished else (lambda msg: log(f"  {msg}"))))
+        if time.perf_counter() - t0 > 1:
+            log(f"{label}: done in {(time.perf_counter() - t0) / 60:.1f} min "
+                f"({(time.perf_counter() - start) / 60:.1f} min so far)")
+    return summaries
+
+
+def _run_one(data: Data, run: SweepRun, kw: dict[str, Any], progress: bool = False,
+             log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+    """One run of the plan (also the worker processes' task)."""
+    return run_experiment(data, run.folder, methods=run.methods, fraction=run.fraction, seed=run.seed,
+                          progress=progress, log=log, **kw)
+
+
+def collect_sweep(root: str | Path, fractions: Sequence[float] | None = None,
+                  seeds: Sequence[int] | None = None) -> dict[float, list[dict[str, Any]]]:
+    """Every finished run under ``root`` (folders with a ``results.json``), grouped by fraction and
+    sorted by it, each group checked comparable by :func:`load_results`. ``fractions`` / ``seeds``
+    keep only those runs (the upper bound's fraction 1 is always kept)."""
+    root = Path(root)
+    by_fraction: dict[float, list[Path]] = {}
+    for path in sorted(root.glob("*/results.json")):
+        held = json.loads(path.read_text())
+        fraction = float(held["fraction"])
+        if (fractions is None or fraction in fractions or fraction == 1.0) and (seeds is None or held["seed"] in seeds):
+            by_fraction.setdefault(fraction, []).append(path.parent)
+    if not by_fraction:
+        raise FileNotFoundError(f"no finished run (*/results.json) under {root}"
+                                f"{' for these fractions and seeds' if fractions or seeds else ''}: run the sweep first")
+    return {f: load_results(by_fraction[f]) for f in sorted(by_fraction)}
+
+
+def sweep_table(collected: dict[float, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (fraction, method): the :func:`summarize` entry plus ``fraction``, ``method``
+    and ``seconds`` (the mean of the method's own wall time over seeds)."""
+    rows = []
+    for fraction, summaries in collected.items():
+        for method, entry in summarize(summaries).items():
+            secs = [s["methods"][method]["metrics"]["seconds"] for s in summaries if method in s["methods"]]
+            rows.append({"fraction": fraction, "method": method, **entry, "seconds": sum(secs) / len(secs)})
+    order = list(METHODS)
+    return sorted(rows, key=lambda r: (order.index(r["method"]), r["fraction"]))
+
+
+def compute_minutes(collected: dict[float, list[dict[str, Any]]]) -> float:
+    """The summed wall time of every method of every run, in minutes (what the sweep cost)."""
+    return sum(m["metrics"]["seconds"] for runs in collected.values() for s in runs for m in s["methods"].values()) / 60
+
+
+def format_sweep(collected: dict[float, list[dict[str, Any]]]) -> str:
+    """Mean test Dice +- std over seeds, one row per method and one column per fraction."""
+    rows = sweep_table(collected)
+    fractions = list(collected)
+    cells = {(r["method"], r["fraction"]): f"{r['dice'][0]:.3f} +- {r['dice'][1]:.3f} ({len(r['seeds'])})" for r in rows}
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    header = ["method", *[f"{f:.0%}" for f in fractions]]
+    body = [[m, *[cells.get((m, f), "-") for f in fractions]] for m in methods]
+    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
+    first = next(iter(collected.values()))[0]
+    lines = [f"{first['data']}; preset {first['preset']}; mean test Dice +- std over seeds (number of seeds)", ""]
+    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in [header, *body]]
+    lines.append(f"\ncompute: {compute_minutes(collected):.1f} min of training and evaluation in total")
+    return "\n".join(lines)
+
+
+def markdown_sweep(collected: dict[float, list[dict[str, Any]]]) -> str:
+    """The sweep as a Markdown table (the README's): mean test Dice +- std over seeds per method
+    and fraction, the best method of each fraction (upper bound aside) in bold."""
+    rows = sweep_table(collected)
+    fractions = list(collected)
+    cells = {(r["method"], r["fraction"]): r for r in rows}
+    best = {f: max((r for r in rows if r["fraction"] == f and r["method"] != UPPER), key=lambda r: r["dice"][0],
+                   default=None) for f in fractions}
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    lines = ["| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |", "|---" * (len(fractions) + 1) + "|"]
+    for m in methods:
+        out = []
+        for f in fractions:
+            r = cells.get((m, f))
+            text = f"{r['dice'][0]:.3f} ± {r['dice'][1]:.3f}" if r else ""
+            out.append(f"**{text}**" if r is not None and r is best[f] else text)
+        lines.append(f"| {m} | " + " | ".join(out) + " |")
+    return "\n".join(lines)

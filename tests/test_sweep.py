@@ -1,0 +1,104 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segreg_lite.cli import main
+from segreg_lite.sweep import (collect_sweep, compute_minutes, format_sweep, markdown_sweep, plan_sweep, run_sweep,
+                               sweep_table)
+from test_experiment import CFG, _data
+
+
+def test_plan_is_seed_major_with_the_upper_bound_once_per_seed(tmp_path):
+    plan = plan_sweep(tmp_path, fractions=(0.05, 0.5), seeds=(0, 1), methods=("upper_bound", "joint", "supervised"))
+    assert [(r.fraction, r.seed) for r in plan] == [(0.05, 0), (0.5, 0), (1.0, 0), (0.05, 1), (0.5, 1), (1.0, 1)]
+    assert plan[0].methods == ("supervised", "joint") and plan[2].methods == ("upper_bound",)
+    assert plan[1].folder == tmp_path / "f0.5-s0" and plan[2].folder == tmp_path / "full-s0"
+    for bad, match in [({"fractions": (0.01, 1.0)}, "in \\(0, 1\\)"), ({"seeds": (0, 0)}, "repeated"),
+                       ({"fractions": ()}, "at least one"), ({"methods": ("joint", "teacher")}, "unknown method")]:
+        with pytest.raises(ValueError, match=match):
+            plan_sweep(tmp_path, **{"fractions": (0.1,), "seeds": (0,), **bad})
+
+
+def test_sweep_runs_skips_finished_runs_and_collects_by_fraction(tmp_path):
+    data, root = _data(), tmp_path / "sweep"
+    kw = dict(fractions=(0.2, 0.5), seeds=(0, 1), methods=("supervised", "joint", "upper_bound"), config=CFG,
+              device="cpu", progress=False)
+    summaries = run_sweep(data, root, **kw)
+    assert len(summaries) == 6 and {s["fraction"] for s in summaries} == {0.2, 0.5, 1.0}
+    assert sorted(p.name for p in root.iterdir()) == ["f0.2-s0", "f0.2-s1", "f0.5-s0", "f0.5-s1", "full-s0", "full-s1"]
+    # More annotated images at the larger fraction, the same test subjects.
+    assert len(summaries[1]["split"]["annotated"]) > len(summaries[0]["split"]["annotated"])
+    assert summaries[1]["split"]["test"] == summaries[0]["split"]["test"]
+
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("*/methods/*.json")}
+    logged = []
+    again = run_sweep(data, root, **kw, log=logged.append)
+    assert [s["methods"] for s in again] == [json.loads(json.dumps(s["methods"])) for s in summaries]
+    assert {p: p.stat().st_mtime_ns for p in root.glob("*/methods/*.json")} == stamps  # nothing trained again
+    assert "0 to run" in logged[0] and sum(line.startswith("[") and "finished, read" in line for line in logged) == 6
+
+    collected = collect_sweep(root)
+    assert list(collected) == [0.2, 0.5, 1.0] and all(len(runs) == 2 for runs in collected.values())
+    assert list(collect_sweep(root, fractions=[0.5], seeds=[1])) == [0.5, 1.0]
+    assert [s["seed"] for s in collect_sweep(root, fractions=[0.5], seeds=[1])[0.5]] == [1]
+    rows = sweep_table(collected)
+    assert [(r["method"], r["fraction"]) for r in rows] == [
+        ("supervised", 0.2), ("supervised", 0.5), ("joint", 0.2), ("joint", 0.5), ("upper_bound", 1.0)]
+    dice = [s["methods"]["joint"]["metrics"]["dice"] for s in summaries if s["fraction"] == 0.5]
+    assert rows[3]["dice"][0] == pytest.approx(sum(dice) / 2) and rows[3]["seeds"] == [0, 1]
+    assert compute_minutes(collected) == pytest.approx(
+        sum(m["metrics"]["seconds"] for s in summaries for m in s["methods"].values()) / 60)
+    text = format_sweep(collected)
+    assert "20%" in text and "100%" in text and f"{rows[3]['dice'][0]:.3f}" in text
+    table = markdown_sweep(collected).splitlines()
+    assert table[0] == "| method | 20% | 50% | 100% |" and len(table) == 2 + 3
+    for col in (1, 2):  # one bold cell per fraction: its best method, never the upper bound
+        cells = [line.split("|")[col + 1] for line in table[2:]]
+        assert sum("**" in c for c in cells) == 1
+        best = max(("supervised", "joint"), key=lambda m: next(r["dice"][0] for r in rows if r["method"] == m and r["fraction"] == [0.2, 0.5][col - 1]))
+        assert "**" in cells[["supervised", "joint", "upper_bound"].index(best)]
+
+    # The README's table comes from these files, between its markers, and nowhere else.
+    script = Path(__file__).resolve().parent.parent / "scripts" / "readme_results.py"
+    readme = tmp_path / "README.md"
+    start, end = "<!-- results table: start (scripts/readme_results.py) -->", "<!-- results table: end -->"
+    readme.write_text(f"# title\n\n{start}\nold table\n{end}\n\nafter\n")
+    done = subprocess.run([sys.executable, str(script), "--root", str(root), "--readme", str(readme)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    written = readme.read_text()
+    assert "old table" not in written and "\n".join(table) in written and written.endswith(f"{end}\n\nafter\n")
+    readme.write_text("no markers\n")
+    done = subprocess.run([sys.executable, str(script), "--root", str(root), "--readme", str(readme)], capture_output=True, text=True)
+    assert done.returncode == 1 and "needs one" in done.stderr and readme.read_text() == "no markers\n"
+
+
+def test_worker_processes_give_the_same_runs(tmp_path):
+    data = _data()
+    kw = dict(fractions=(0.2, 0.5), seeds=(0,), methods=("supervised", "reg_only"), config=CFG, device="cpu", progress=False)
+    logged = []
+    parallel = run_sweep(data, tmp_path / "p", jobs=2, log=logged.append, **kw)
+    assert "in 2 worker processes" in logged[0] and sum("done (" in line for line in logged) == 2
+    serial = run_sweep(data, tmp_path / "s", **kw)
+    for a, b in zip(parallel, serial):
+        assert a["fraction"] == b["fraction"] and a["split"] == b["split"] and list(a["methods"]) == list(b["methods"])
+        assert a["methods"]["supervised"]["metrics"]["dice"] == pytest.approx(b["methods"]["supervised"]["metrics"]["dice"], abs=0.05)
+    with pytest.raises(ValueError, match="jobs"):
+        run_sweep(data, tmp_path / "x", jobs=0, **kw)
+
+
+def test_collect_needs_finished_runs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        collect_sweep(tmp_path)
+
+
+def test_sweep_command(tmp_path, capsys):
+    args = ["sweep", "--subjects", "12", "--size", "32", "32", "--fractions", "0.2", "--seeds", "0",
+            "--methods", "supervised,upper_bound", "--smoke", "--quiet", "--out", str(tmp_path / "s")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "upper_bound" in out and "20%" in out and (tmp_path / "s" / "full-s0" / "results.json").exists()
+    assert main(args[:-2] + ["--seeds", "0,x", "--out", str(tmp_path / "t")]) == 2
+    assert "comma-separated ints" in capsys.readouterr().err and not (tmp_path / "t").exists()
