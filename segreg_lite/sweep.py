@@ -75,7 +75,7 @@ def run_sweep(
     fractions: Sequence[float] = FRACTIONS,
     seeds: Sequence[int] = (0, 1, 2),
     methods: Sequence[str] = SWEEP_METHODS,
-    preset: str = "cpu",
+    preset: str = "sweep",
     config: TrainConfig | None = None,
     device: str = "auto",
     jobs: int = 1,
@@ -116,7 +116,7 @@ def run_sweep(
                         f"({(time.perf_counter() - start) / 60:.1f} min so far)")
             except BaseException:
                 for future in futures:
-                    future.cancel()  # the runs not started; those running finish their method and stop
+                    future.cancel()  # runs not started yet; leaving the block waits for the running ones
                 raise
     summaries = []
     for i, run in enumerate(plan, 1):
