@@ -62,6 +62,12 @@ def test_another_run_in_the_folder_is_refused_unless_overwrite(tmp_path):
         run_experiment(data, stranger, methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
 
 
+def test_cohort_description_names_a_non_default_grid():
+    # run.json compares descriptions: runs on different grids must not share a folder
+    assert "of 32x32" in load_data("cohort", n_subjects=3, size=(32, 32)).description
+    assert "x" not in load_data("cohort", n_subjects=3, size=(128, 128)).description.split(",")[1]
+
+
 def test_bad_names():
     with pytest.raises(ValueError, match="unknown method.*teacher"):
         check_methods(["joint", "teacher"])
