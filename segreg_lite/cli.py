@@ -114,11 +114,12 @@ def _numbers(text: str, kind: type) -> list:
 def _sweep(args: argparse.Namespace) -> int:
     from segreg_lite.config import get_preset, smoke
     from segreg_lite.experiment import load_data
-    from segreg_lite.sweep import collect_sweep, format_sweep, run_sweep
+    from segreg_lite.sweep import collect_sweep, format_sweep, plan_sweep, run_sweep
 
     start = time.perf_counter()
     fractions, seeds = _numbers(args.fractions, float), _numbers(args.seeds, int)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    plan_sweep(args.out, fractions, seeds, methods)  # bad fractions, seeds or methods fail before the data is made
     data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
     # the paper preset counts epochs per fraction (run_experiment does it); smoke replaces every length anyway
     config = smoke(get_preset(args.preset, n_annotated=1, n_train=1)) if args.smoke else None
@@ -127,7 +128,7 @@ def _sweep(args: argparse.Namespace) -> int:
     run_sweep(data, args.out, fractions=fractions, seeds=seeds, methods=methods, preset=args.preset, config=config,
               device=args.device, jobs=args.jobs, progress=not args.quiet, log=lambda msg: print(msg, flush=True))
     print()
-    print(format_sweep(collect_sweep(args.out)))
+    print(format_sweep(collect_sweep(args.out, fractions=fractions, seeds=seeds)))  # this sweep's runs only
     print(f"\nresults under {args.out} ({(time.perf_counter() - start) / 60:.1f} min wall time)")
     return 0
 

@@ -158,13 +158,9 @@ def collect_sweep(root: str | Path, fractions: Sequence[float] | None = None,
 
 
 def sweep_table(collected: dict[float, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per (fraction, method): the :func:`summarize` entry plus ``fraction``, ``method``
-    and ``seconds`` (the mean of the method's own wall time over seeds)."""
-    rows = []
-    for fraction, summaries in collected.items():
-        for method, entry in summarize(summaries).items():
-            secs = [s["methods"][method]["metrics"]["seconds"] for s in summaries if method in s["methods"]]
-            rows.append({"fraction": fraction, "method": method, **entry, "seconds": sum(secs) / len(secs)})
+    """One row per (fraction, method): the :func:`summarize` entry plus ``fraction`` and ``method``."""
+    rows = [{"fraction": fraction, "method": method, **entry}
+            for fraction, summaries in collected.items() for method, entry in summarize(summaries).items()]
     order = list(METHODS)
     return sorted(rows, key=lambda r: (order.index(r["method"]), r["fraction"]))
 
