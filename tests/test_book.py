@@ -1,9 +1,11 @@
 """The chapter contract, checked on every chapter in _toc.yml, and the results runner's cleaning."""
+import ast
 import importlib.util
 import json
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,9 @@ def test_chapter_contract(chapter):
     params = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1, "exactly one papermill parameters cell"
     assert "SMOKE" in code[params[0] + 1].source, "the cell after the parameters shrinks the work in smoke mode"
+    # papermill --help-notebook lists each parameter; it skips any line holding two "=" (a comment's)
+    assigned = {t.id for n in ast.parse(code[params[0]].source).body if isinstance(n, ast.Assign) for t in n.targets}
+    assert set(papermill.inspect_notebook(str(chapter))) == assigned, "a parameter papermill cannot parse"
     outputs = [o for c in code for o in c.get("outputs", [])]
     assert outputs, "committed without outputs"
     assert not any(o.output_type == "error" for o in outputs)
