@@ -24,11 +24,10 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = ["SMOKE", "in_colab", "glue", "show_source", "show_table"]
 
-T = TypeVar("T")
 
 #: True when the chapters should run a tiny version of their work (tests, quick checks).
 SMOKE: bool = os.environ.get("SEGREG_SMOKE", "").strip().lower() in {"1", "true"}
@@ -39,12 +38,13 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def glue(name: str, value: T, display: bool = False) -> T:
-    """Store ``value`` under ``name`` for myst-nb's ``{glue:...}`` roles; return ``value`` unchanged.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for myst-nb's ``{glue:...}`` roles.
 
     The book is built from the outputs saved in the notebooks, so the glued value must be
     computed in a run made by papermill. Without myst-nb (Colab, Binder) nothing is stored; with
-    ``display=True`` the value is then shown the ordinary way, as myst-nb would show it.
+    ``display=True`` the value is then shown the ordinary way, as myst-nb would show it. Returns
+    None, so a cell that ends with a glue shows no stray repr of the value.
     """
     try:
         from myst_nb import glue as _myst_glue
@@ -53,9 +53,8 @@ def glue(name: str, value: T, display: bool = False) -> T:
             from IPython.display import display as _display
 
             _display(value)
-        return value
+        return
     _myst_glue(name, value, display=display)
-    return value
 
 
 def _source_label(obj: Any) -> str:

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import nbformat
+from IPython.core.inputtransformer2 import TransformerManager
 import papermill
 import pytest
 
@@ -39,6 +40,10 @@ def test_chapter_contract(chapter):
     text = json.dumps(outputs)
     assert "settings: shrunk" not in text and "settings: full" in text, "committed outputs come from a smoke run"
     assert not any("papermill" in c.metadata for c in nb.cells), "volatile metadata not stripped"
+    for cell in code:  # glue returns None: a cell that ends with one shows no stray repr of the value
+        last = ast.parse(TransformerManager().transform_cell(cell.source)).body[-1:]  # magics made Python
+        if last and isinstance(last[0], ast.Expr) and getattr(getattr(last[0].value, "func", None), "id", None) == "glue":
+            assert not any(o.output_type == "execute_result" for o in cell.outputs), cell.source[-80:]
 
 
 def test_strip_volatile_removes_run_specific_metadata():
@@ -50,3 +55,10 @@ def test_strip_volatile_removes_run_specific_metadata():
     out = run_chapters.strip_volatile(nb)
     assert "papermill" not in out.metadata and "widgets" not in out.metadata
     assert out.cells[0].metadata == {} and out.cells[0].execution_count == 1
+
+
+def test_glue_returns_nothing_so_a_cell_ending_with_it_shows_no_repr():
+    from segreg_lite.book import glue
+
+    assert glue("answer", 42) is None
+    assert glue("answer", 42, display=True) is None
