@@ -10,6 +10,11 @@
     segreg-lite sweep [--fractions 0.01,0.05,0.1,0.25,0.5] [--seeds 0,1,2] [--methods ...]
                       [--preset sweep] [--size 64 64] [--jobs 1] [--out results/sweep] [--smoke]
 
+Every expected failure (a bad argument, a damaged or foreign file, an output folder that cannot
+be written or is in use by another run) prints one line, ``segreg-lite: error: ...``, writes
+nothing and exits with status 2; ``--debug`` (before or after the command) shows the traceback
+instead.
+
 ``cohort`` generates the default embedded cohort, prints a summary (subjects, the seg4 label
 table, class frequencies) and writes an overview figure and ``summary.json``. ``run`` trains and
 evaluates methods on one seeded split (:mod:`segreg_lite.experiment`), writes ``results.json``
@@ -22,8 +27,10 @@ against fraction.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from segreg_lite import __version__
@@ -73,10 +80,12 @@ def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from segreg_lite.config import get_preset, smoke
-    from segreg_lite.experiment import check_methods, format_table, load_data, run_experiment
+    from segreg_lite.experiment import check_device, check_methods, check_seed, format_table, load_data, run_experiment
     from segreg_lite.splits import make_split
 
     methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+    check_seed(args.seed)
+    check_device(args.device)  # before the data is made: a typo should not cost minutes
     start = time.perf_counter()
     data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
     config = None
@@ -113,13 +122,14 @@ def _numbers(text: str, kind: type) -> list:
 
 def _sweep(args: argparse.Namespace) -> int:
     from segreg_lite.config import get_preset, smoke
-    from segreg_lite.experiment import load_data
+    from segreg_lite.experiment import check_device, load_data
     from segreg_lite.sweep import collect_sweep, format_sweep, plan_sweep, run_sweep
 
     start = time.perf_counter()
     fractions, seeds = _numbers(args.fractions, float), _numbers(args.seeds, int)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     plan_sweep(args.out, fractions, seeds, methods)  # bad fractions, seeds or methods fail before the data is made
+    check_device(args.device)
     data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
     # the paper preset counts epochs per fraction (run_experiment does it); smoke replaces every length anyway
     config = smoke(get_preset(args.preset, n_annotated=1, n_train=1)) if args.smoke else None
@@ -136,8 +146,13 @@ def _sweep(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segreg-lite", description="Semi-supervised segmentation with registration-made pseudo-labels.")
     parser.add_argument("--version", action="version", version=f"segreg-lite {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
+    # --debug is also accepted after the command; SUPPRESS keeps a subcommand from resetting it
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("cohort", help="generate the embedded cohort, print its summary, write an overview figure")
+    command = functools.partial(sub.add_parser, parents=[debug])
+    p = command("cohort", help="generate the embedded cohort, print its summary, write an overview figure")
     p.add_argument("--subjects", type=int, default=200, help="number of subjects (default 200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="image size, multiples of 16 (default 128 128)")
@@ -147,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from segreg_lite.experiment import DEFAULT_METHODS, METHODS
 
-    p = sub.add_parser("run", help="train and compare methods on one split; write results.json/.csv, print the table",
+    p = command("run", help="train and compare methods on one split; write results.json/.csv, print the table",
                        epilog="methods: " + "; ".join(f"{k}: {v}" for k, v in METHODS.items()))
     p.add_argument("--data", default="cohort", help="'cohort' (embedded, default), 'oasis' (download) or a NIfTI folder")
     p.add_argument("--subjects", type=int, default=300, help="cohort size (default 300)")
@@ -165,13 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("summary", help="mean +- std over the seeds of several run folders, and the joint round curve")
+    p = command("summary", help="mean +- std over the seeds of several run folders, and the joint round curve")
     p.add_argument("folders", nargs="+", help="run folders (results.json inside), one per seed, same data/preset/fraction")
     p.set_defaults(func=_summary)
 
     from segreg_lite.sweep import FRACTIONS, SWEEP_METHODS
 
-    p = sub.add_parser("sweep", help="every method at every annotated fraction and seed; skips finished runs")
+    p = command("sweep", help="every method at every annotated fraction and seed; skips finished runs")
     p.add_argument("--data", default="cohort", help="'cohort' (embedded, default), 'oasis' (download) or a NIfTI folder")
     p.add_argument("--subjects", type=int, default=300, help="cohort size (default 300)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated cohort (default 0)")
@@ -189,11 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    """An expected failure as one line: OS errors as ``<path>: <reason>``, others as their message."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        text = f"{where}{err.strerror}" + (f" (and {err.filename2})" if err.filename2 else "")
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"segreg-lite: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # bad input, damaged or foreign files, folders that cannot be written
+        if args.debug:
+            traceback.print_exc()
+        print(f"segreg-lite: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("segreg-lite: interrupted (run the same command again to resume)", file=sys.stderr)
+        return 130

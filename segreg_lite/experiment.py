@@ -4,12 +4,14 @@ After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and
 (arXiv 2502.03229, ISBI 2025). :func:`load_data` reads one of the three data paths (the
 embedded cohort, neurite-OASIS 2D, a folder of NIfTI slices); :func:`run_experiment` trains and
 evaluates the chosen :data:`METHODS` on one seeded split and writes, atomically, into its output
-folder:
+folder (a :class:`segreg_lite.runfolder.RunFolder`, locked while the run writes):
 
-- ``run.json``: what the run is (data, fraction, seed, preset, config, split); a folder holding
-  another run is refused unless ``overwrite=True``;
-- ``methods/<method>.json``: each finished method's metrics, so a killed run skips them when
-  started again; ``checkpoints/``: pre-trained models and one file per joint run (per round);
+- ``run.json``: what the run is (data and its digest, fraction and how many images that
+  annotates, seed, preset, config, split, package version); a folder holding another run is
+  refused unless ``overwrite=True``, which removes only the files segreg-lite wrote there;
+- ``methods/<method>.json``: each finished method's metrics with the fingerprint of what made
+  them, so a killed run skips them when started again (and recomputes any made by another run);
+  ``checkpoints/``: pre-trained models and one file per joint run (per round), fingerprinted too;
 - ``results.json`` and ``results.csv``: every method's mean and per-class Dice, maximum Hausdorff
   distance and HD95 on the test set, folding for registration, seconds, with config and split.
   Seconds are a method's own wall time; shared pre-training counts for the first method that
@@ -23,8 +25,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
-import shutil
+import numbers
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,9 +34,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from segreg_lite import __version__
 from segreg_lite.config import TrainConfig, get_preset, pick_device, seed_everything
-from segreg_lite.io import write_json, write_text
+from segreg_lite.io import read_json
 from segreg_lite.labels import SEG4_NAMES
+from segreg_lite.runfolder import RunFolder, data_digest, differences, fingerprint
 from segreg_lite.splits import Split, make_split
 
 #: Method name -> what it is (the order of the results table).
@@ -52,6 +55,10 @@ METHODS: dict[str, str] = {
 #: What ``segreg-lite run`` (and the README's main command) runs by default.
 DEFAULT_METHODS: tuple[str, ...] = ("supervised_aug", "mean_teacher", "reg_only", "joint")
 _JOINT_MODES = {"joint": "combined", "joint_reg": "reg", "joint_seg": "seg"}
+#: Both networks halve the image 4 times (5 levels): H and W must be multiples of 16, and the
+#: registration network's coarsest level needs at least 2 pixels, so 32 for methods that register.
+SIZE_MULTIPLE, REG_MIN_SIZE = 16, 32
+_REGISTERS = ("reg_only", "joint_seg", "joint_reg", "joint")
 
 
 @dataclass
@@ -99,6 +106,41 @@ def check_methods(methods: Sequence[str]) -> list[str]:
     return [m for m in METHODS if m in methods]  # table order, no repeats
 
 
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int; anything but a non-negative integer is a ValueError saying so."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer (0, 1, 2, ...), got {seed!r}")
+    return int(seed)
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device for ``name`` (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``);
+    an unknown or unavailable one is a ValueError, raised before anything is written."""
+    try:
+        device = pick_device(name)
+    except RuntimeError:  # torch's "Expected one of cpu, cuda, ... device type at start of device string"
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {name!r} asked for, but MPS is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r} is not supported: use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def check_slice_size(shape: Sequence[int], methods: Sequence[str]) -> None:
+    """Refuse slices the networks cannot take: H and W multiples of :data:`SIZE_MULTIPLE`, and at
+    least :data:`REG_MIN_SIZE` for the methods that use the registration network."""
+    h, w = (int(v) for v in shape[-2:])
+    registers = [m for m in methods if m in _REGISTERS]
+    low = REG_MIN_SIZE if registers else SIZE_MULTIPLE
+    if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or min(h, w) < low:
+        need = f"multiples of {SIZE_MULTIPLE} and at least {low}" + (f" (for {', '.join(registers)})" if registers else "")
+        raise ValueError(f"slices of {h}x{w} pixels: the networks halve the image 4 times, so H and W must be {need}; "
+                         "crop or pad your slices (e.g. to the next multiple of 16)")
+
+
 def _seg_metrics(result: dict) -> dict[str, Any]:
     return {"dice": result["mean_dice"], "hd": result["mean_hd"], "hd95": result["mean_hd95"],
             "dice_per_class": [float(v) for v in result["dice_per_class"]],
@@ -109,23 +151,40 @@ def _seg_metrics(result: dict) -> dict[str, Any]:
 class _Run:
     """One output folder: the per-method results it holds and the models methods share."""
 
-    def __init__(self, data: Data, split: Split, config: TrainConfig, out: Path, seed: int, device, progress, log):
-        self.data, self.split, self.config, self.out = data, split, config, out
+    def __init__(self, data: Data, split: Split, config: TrainConfig, folder: RunFolder, seed: int, device, progress, log,
+                 data_sha256: str):
+        self.data, self.split, self.config, self.folder = data, split, config, folder
         self.seed, self.device, self.progress, self.log = seed, device, progress, log
         self.num_classes = len(data.label_names)
         self._pretrained: dict[str, Any] = {}
+        self._fp = dict(data=data_sha256, split=split.to_dict(), config=config.to_dict(), seed=seed)
+
+    def fingerprint(self, method: str) -> dict[str, Any]:
+        """What a result or checkpoint of ``method`` in this run must carry to be read back."""
+        return fingerprint(**self._fp, method=method)
 
     def pretrained(self, which: str):
         """The pre-trained segmenter ("seg", with the config's augmentation) or regnet ("reg"),
-        trained once per run and kept in ``checkpoints/pretrained_<which>.pt``."""
+        trained once per run and kept in ``checkpoints/pretrained_<which>.pt`` with its fingerprint."""
         from segreg_lite.checkpoint import load_checkpoint, save_checkpoint
         from segreg_lite.joint import new_models, pretrain_regnet, pretrain_segmenter
 
         if which not in self._pretrained:
-            path = self.out / "checkpoints" / f"pretrained_{which}.pt"
+            name = f"pretrained_{which}"
+            path, fp = self.folder.checkpoint_path(name), self.fingerprint(name)
+            stale = self.folder.stale_checkpoint(name, fp)
+            if stale:
+                self.log(stale)
+            model = None
             if path.exists():
-                model = load_checkpoint(path).models[which]
-            else:
+                ckpt = load_checkpoint(path)
+                diff = differences(ckpt.extra.get("fingerprint"), fp)
+                if diff:
+                    path.unlink()
+                    self.log(f"{path} was made by another run (differs in {', '.join(diff)}); removed, computing again")
+                else:
+                    model = ckpt.models[which]
+            if model is None:
                 seg, reg = new_models(self.config, self.num_classes, self.seed)
                 d = self.data
                 if which == "seg":
@@ -136,7 +195,8 @@ class _Run:
                     model = reg
                     pretrain_regnet(reg, d.images, self.split, self.config, seed=self.seed,
                                     device=self.device, progress=self.progress)
-                save_checkpoint(path, models={which: model}, config=self.config)
+                self.folder.claim(path, fp)
+                save_checkpoint(path, models={which: model}, config=self.config, extra={"fingerprint": fp})
             self._pretrained[which] = model.eval()
         return copy.deepcopy(self._pretrained[which])
 
@@ -177,8 +237,15 @@ class _Run:
         else:
             mode = _JOINT_MODES[name]
             seg, reg = self.pretrained("seg"), self.pretrained("reg")
+            # train_joint checks its checkpoint's config, split, mode and seed; the manifest adds
+            # the data and the package version (a stale file of ours is removed, a foreign one refused).
+            path, fp = self.folder.checkpoint_path(name), self.fingerprint(name)
+            stale = self.folder.stale_checkpoint(name, fp)
+            if stale:
+                self.log(stale)
+            self.folder.claim(path, fp)
             result = train_joint(d.images, d.labels, s, cfg, mode=mode, seed=self.seed, num_classes=self.num_classes,
-                                 segmenter=seg, regnet=reg, checkpoint=self.out / "checkpoints" / f"{name}.pt",
+                                 segmenter=seg, regnet=reg, checkpoint=path,
                                  device=self.device, progress=self.progress,
                                  callback=lambda e, _: self.log(f"  {name} round {e['round']}: test Dice {e['test_dice']:.3f}, "
                                                              f"pseudo-label Dice {e['pseudo_dice']:.3f}"))
@@ -190,9 +257,38 @@ class _Run:
         return {"method": name, "description": METHODS[name], "metrics": metrics, **extra}
 
 
-def _spec(data: Data, split: Split, config: TrainConfig, seed: int, preset: str) -> dict[str, Any]:
-    return {"data": data.description, "label_names": list(data.label_names), "seed": seed, "preset": preset,
-            "fraction": split.fraction, "config": config.to_dict(), "split": split.to_dict()}
+def annotation(split: Split) -> dict[str, Any]:
+    """How many training images the split's fraction annotates, and whether that count was
+    rounded up (never fewer than one image): ``fraction``, ``n_train``, ``n_annotated``,
+    ``annotated_fraction`` and ``rounded_up``."""
+    n_train, n_annotated = len(split.train), len(split.annotated)
+    return {"fraction": split.fraction, "n_train": n_train, "n_annotated": n_annotated,
+            "annotated_fraction": n_annotated / n_train, "rounded_up": n_annotated > split.fraction * n_train + 1e-9}
+
+
+def _spec(data: Data, split: Split, config: TrainConfig, seed: int, preset: str, data_sha256: str) -> dict[str, Any]:
+    return {"data": data.description, "data_sha256": data_sha256, "label_names": list(data.label_names), "seed": seed,
+            "preset": preset, "fraction": split.fraction, "annotation": annotation(split), "config": config.to_dict(),
+            "split": split.to_dict(), "segreg_lite": __version__}
+
+
+def resolve_run(data: Data, *, fraction: float, seed: int, preset: str, config: TrainConfig | None) -> tuple[Split, TrainConfig]:
+    """The split and training config :func:`run_experiment` uses for these settings."""
+    seed = check_seed(seed)
+    split = make_split(len(data.images), seed=seed, fraction=fraction, subjects=data.subjects)
+    if config is None:
+        config = get_preset(preset, n_annotated=len(split.annotated), n_train=len(split.train))
+    return split, config
+
+
+def finished(data: Data, out: str | Path, *, methods: Sequence[str], fraction: float, seed: int = 0, preset: str = "cpu",
+             config: TrainConfig | None = None) -> bool:
+    """Whether ``out`` holds a result of each of ``methods`` that :func:`run_experiment` would read
+    back for these settings (the same fingerprint), without taking the folder's lock."""
+    split, config = resolve_run(data, fraction=fraction, seed=seed, preset=preset, config=config)
+    folder, digest_ = RunFolder(out), data_digest(data.images, data.labels, data.label_names, data.subjects)
+    fp = dict(data=digest_, split=split.to_dict(), config=config.to_dict(), seed=seed)
+    return all(folder.read_result(m, fingerprint(**fp, method=m))[0] is not None for m in check_methods(methods))
 
 
 def run_experiment(
@@ -213,45 +309,48 @@ def run_experiment(
 
     ``config`` overrides the ``preset`` (named presets: :func:`segreg_lite.config.get_preset`).
     Started again on the same folder with the same settings, the run resumes: finished methods
-    are read back, an interrupted joint run continues from its last round. A folder that holds a
-    run with other settings is a ValueError unless ``overwrite`` (which deletes it first).
+    are read back (only those whose fingerprint matches this run; others are computed again), an
+    interrupted joint run continues from its last round. A folder that holds a run with other
+    settings, or files that are not a run's, is a ValueError unless ``overwrite``, which removes
+    the files segreg-lite wrote there (and refuses if any other file is present). A second run
+    into a folder in use fails at once (:class:`segreg_lite.runfolder.FolderBusy`). Settings,
+    device and slice size are checked before anything is written.
     """
     methods = check_methods(methods)
-    split = make_split(len(data.images), seed=seed, fraction=fraction, subjects=data.subjects)
-    if config is None:
-        config = get_preset(preset, n_annotated=len(split.annotated), n_train=len(split.train))
+    split, config = resolve_run(data, fraction=fraction, seed=seed, preset=preset, config=config)
+    seed = int(seed)
     if any(m.startswith("joint") for m in methods) and not split.unannotated:
         raise ValueError(f"fraction {fraction} annotates every training image: the joint method has nothing to pseudo-label")
-    out = Path(out)
-    spec = _spec(data, split, config, seed, preset)
-    run_file = out / "run.json"
-    if run_file.exists():
-        held = json.loads(run_file.read_text())
-        if held != spec:
-            if not overwrite:
-                keys = sorted(k for k in spec if held.get(k) != spec[k])
-                raise ValueError(f"{out} holds another run (differs in {', '.join(keys)}); "
-                                 "choose another output folder or pass overwrite=True (--overwrite)")
-            shutil.rmtree(out)
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out} exists and is not a segreg-lite run folder (no run.json); choose another output folder")
-    write_json(run_file, spec)
-    run = _Run(data, split, config, out, seed, pick_device(device), progress, log)
-    results: dict[str, Any] = {}
-    for name in methods:
-        path = out / "methods" / f"{name}.json"
-        if path.exists():
-            results[name] = json.loads(path.read_text())
-            log(f"{name}: done in an earlier run, read from {path}")
-            continue
-        log(f"{name}: {METHODS[name]} ...")
-        results[name] = run.method(name)
-        write_json(path, results[name])
-        m = results[name]["metrics"]
-        log(f"{name}: mean Dice {m['dice']:.3f}, HD {m['hd']:.1f} px, HD95 {m['hd95']:.1f} px ({m['seconds']:.0f} s)")
-    summary = {**spec, "methods": results}
-    write_json(out / "results.json", summary)
-    write_text(out / "results.csv", results_csv(summary))
+    check_slice_size(data.images.shape, methods)
+    device = check_device(device)
+    data_sha256 = data_digest(data.images, data.labels, data.label_names, data.subjects)
+    spec = _spec(data, split, config, seed, preset, data_sha256)
+    with RunFolder(out) as folder:
+        for rel in folder.removed_temp:
+            log(f"removed {rel}, the temporary file of a write that was killed")
+        folder.start(spec, overwrite=overwrite)
+        a = spec["annotation"]
+        if a["rounded_up"]:
+            log(f"note: fraction {fraction:g} of {a['n_train']} training images is {fraction * a['n_train']:.2g} images, "
+                f"rounded up to {a['n_annotated']} annotated ({a['annotated_fraction']:.2%}); run.json records it")
+        run = _Run(data, split, config, folder, seed, device, progress, log, data_sha256)
+        results: dict[str, Any] = {}
+        for name in methods:
+            fp = run.fingerprint(name)
+            held, why = folder.read_result(name, fp)
+            if held is not None:
+                results[name] = held
+                log(f"{name}: done in an earlier run, read from {folder.method_path(name)}")
+                continue
+            if why:
+                log(f"{why}; computing {name} again")
+            log(f"{name}: {METHODS[name]} ...")
+            results[name] = folder.write_result(name, run.method(name), fp)
+            m = results[name]["metrics"]
+            log(f"{name}: mean Dice {m['dice']:.3f}, HD {m['hd']:.1f} px, HD95 {m['hd95']:.1f} px ({m['seconds']:.0f} s)")
+        summary = {**spec, "methods": results}
+        folder.write_json("results.json", summary)
+        folder.write_text("results.csv", results_csv(summary))
     return summary
 
 
@@ -306,7 +405,11 @@ def load_results(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
         path = Path(folder) / "results.json"
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: is {folder} a finished segreg-lite run folder?")
-        summaries.append(json.loads(path.read_text()))
+        held = read_json(path, "results file")
+        missing = [k for k in ("data", "preset", "fraction", "seed", "label_names", "methods") if not isinstance(held, dict) or k not in held]
+        if missing:
+            raise ValueError(f"{path}: not a segreg-lite results file (no {', '.join(missing)})")
+        summaries.append(held)
     if not summaries:
         raise ValueError("no run folder given")
     first = summaries[0]

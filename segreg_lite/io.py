@@ -1,17 +1,36 @@
-"""Atomic file writing: results, splits and checkpoints are never left half-written.
+"""Atomic file writing and checked JSON reading: no file is ever left half-written or misread.
 
 Every writer goes through :func:`atomic_path`: the data goes to a temporary file in the same
-folder, which replaces the target only once it is complete (``os.replace`` is atomic on POSIX and
-Windows), so a killed run leaves either the old file or the new one, never a torn one.
+folder (``.<name>.<random>.tmp``), flushed to disk, which replaces the target only once it is
+complete (``os.replace`` is atomic on POSIX and Windows), so a killed run leaves either the old
+file or the new one, never a torn one. A process killed in the middle of a write (SIGKILL, power
+cut) can leave the temporary file behind; :func:`is_temp_name` recognises such leftovers so that
+the next run can remove them (:class:`segreg_lite.runfolder.RunFolder` does). :func:`read_json`
+names the file in every error, so a damaged results file is never a bare ``Expecting value``.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+#: Names of atomic_path's temporary files: ``.<target name>.<mkstemp's random part>.tmp``.
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_path` (a killed write's leftover)."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def _fsync(path: Path) -> None:
+    """Flush a finished temporary file to disk before it replaces the target."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
@@ -27,6 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
     try:
         yield tmp_path
+        _fsync(tmp_path)  # without it, a power cut after the rename can leave an empty file
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -45,3 +65,18 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """Read a JSON file; a file that is not valid JSON is a ValueError naming the file and the
+    problem (``what`` says what the file should have been: ``"results file"``, ...)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: damaged {what}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        reason = "it is empty" if not text.strip() else f"{err.msg} at line {err.lineno}, column {err.colno}"
+        raise ValueError(f"{path}: damaged {what}: not valid JSON ({reason})") from None

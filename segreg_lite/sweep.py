@@ -13,7 +13,6 @@ chapter and ``segreg-lite sweep``), grouped by fraction and summarised over seed
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from segreg_lite.config import TrainConfig
-from segreg_lite.experiment import METHODS, Data, check_methods, load_results, run_experiment, summarize
+from segreg_lite.experiment import METHODS, Data, check_methods, check_seed, finished, load_results, run_experiment, summarize
+from segreg_lite.io import read_json
 
 #: The paper's annotated fractions.
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
@@ -40,9 +40,13 @@ class SweepRun:
     methods: tuple[str, ...]
     folder: Path
 
-    def done(self) -> bool:
-        """Every method's results file is there (the folder's run settings are checked on running)."""
-        return all((self.folder / "methods" / f"{m}.json").exists() for m in self.methods)
+    def done(self, data: Data | None = None, *, preset: str = "sweep", config: TrainConfig | None = None) -> bool:
+        """Every method's results file is there; given ``data`` (and the sweep's ``preset`` or
+        ``config``), each also carries this run's fingerprint, so it would be read back as done."""
+        if data is None:
+            return all((self.folder / "methods" / f"{m}.json").exists() for m in self.methods)
+        return finished(data, self.folder, methods=self.methods, fraction=self.fraction, seed=self.seed,
+                        preset=preset, config=config)
 
 
 def plan_sweep(root: str | Path, fractions: Sequence[float] = FRACTIONS, seeds: Sequence[int] = (0, 1, 2),
@@ -55,6 +59,8 @@ def plan_sweep(root: str | Path, fractions: Sequence[float] = FRACTIONS, seeds: 
     for f in fractions:
         if not 0 < f < 1:
             raise ValueError(f"sweep fractions must be in (0, 1) (the upper bound covers 1), got {f!r}")
+    for s in seeds:
+        check_seed(s)
     if len(set(fractions)) != len(fractions) or len(set(seeds)) != len(seeds):
         raise ValueError(f"repeated fraction or seed in fractions {list(fractions)}, seeds {list(seeds)}")
     root = Path(root)
@@ -94,7 +100,8 @@ def run_sweep(
     plan = plan_sweep(root, fractions, seeds, methods)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
-    todo = [r for r in plan if not r.done()]
+    finished_runs = {r.folder for r in plan if r.done(data, preset=preset, config=config)}
+    todo = [r for r in plan if r.folder not in finished_runs]
     log(f"sweep: {len(plan)} runs under {root}, {len(plan) - len(todo)} finished earlier, {len(todo)} to run"
         f"{f' in {jobs} worker processes' if jobs > 1 and len(todo) > 1 else ''}")
     kw = dict(preset=preset, config=config, device=device)
@@ -121,11 +128,11 @@ def run_sweep(
     summaries = []
     for i, run in enumerate(plan, 1):
         label = f"[{i}/{len(plan)}] fraction {run.fraction:g}, seed {run.seed}"
-        finished = run.done()
-        log(f"{label}: finished, read from {run.folder}" if finished else f"{label}: {', '.join(run.methods)} ...")
+        done = run.folder in finished_runs or run.done(data, preset=preset, config=config)  # or by a worker
+        log(f"{label}: finished, read from {run.folder}" if done else f"{label}: {', '.join(run.methods)} ...")
         t0 = time.perf_counter()
         summaries.append(_run_one(data, run, kw, progress=progress,
-                                  log=(lambda msg: None) if finished else (lambda msg: log(f"  {msg}"))))
+                                  log=(lambda msg: None) if done else (lambda msg: log(f"  {msg}"))))
         if time.perf_counter() - t0 > 1:
             log(f"{label}: done in {(time.perf_counter() - t0) / 60:.1f} min "
                 f"({(time.perf_counter() - start) / 60:.1f} min so far)")
@@ -147,7 +154,9 @@ def collect_sweep(root: str | Path, fractions: Sequence[float] | None = None,
     root = Path(root)
     by_fraction: dict[float, list[Path]] = {}
     for path in sorted(root.glob("*/results.json")):
-        held = json.loads(path.read_text())
+        held = read_json(path, "results file")
+        if not isinstance(held, dict) or "fraction" not in held or "seed" not in held:
+            raise ValueError(f"{path}: not a segreg-lite results file (no fraction or seed)")
         fraction = float(held["fraction"])
         if (fractions is None or fraction in fractions or fraction == 1.0) and (seeds is None or held["seed"] in seeds):
             by_fraction.setdefault(fraction, []).append(path.parent)

@@ -1,0 +1,385 @@
+"""The run folder: what ``segreg-lite run`` writes, owned by one class that never misreports it.
+
+After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and Registration"
+(arXiv 2502.03229, ISBI 2025), whose rounds a run folder lets us resume. Layout::
+
+    run.json           what the run is: data, split, config, seed, preset, segreg-lite version
+    manifest.json      every file segreg-lite wrote here, with the fingerprint it was written under
+    methods/<m>.json   each finished method's results, carrying its fingerprint
+    checkpoints/*.pt   pre-trained models and joint runs (one file each, rewritten per round)
+    results.json, results.csv
+    .segreg-lite.lock  present while a run writes here
+
+What :class:`RunFolder` guarantees:
+
+- **One writer.** ``with RunFolder(path):`` takes an OS file lock (``fcntl.flock``) on the lock
+  file; the kernel releases it when the process ends, however it ends. A second run into a busy
+  folder fails at once with :class:`FolderBusy`, naming the holder's process id.
+- **Nothing stale is read back as done.** A result or checkpoint carries the :func:`fingerprint`
+  of what made it (data, split, config, seed, method, package version); :meth:`RunFolder.read_result`
+  returns it only when the fingerprint matches, and otherwise says what differs.
+- **Only its own files are deleted.** ``overwrite`` removes the files listed in the manifest
+  (each listed *before* it is written, so a killed write can never leave an unlisted file) and
+  refuses, naming them, when the folder holds anything else.
+- **No torn or orphaned files.** Writes are atomic (:func:`segreg_lite.io.atomic_path`), and the
+  temporary files of a write killed mid-way are removed when the next run takes the lock.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from segreg_lite import __version__
+from segreg_lite.io import is_temp_name, read_json, write_json, write_text
+
+try:  # POSIX; on Windows the lock falls back to msvcrt
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+RUN = "run.json"
+MANIFEST = "manifest.json"
+LOCK = ".segreg-lite.lock"
+METHODS_DIR, CHECKPOINTS_DIR = "methods", "checkpoints"
+#: What a folder written before manifests existed holds (ours if its run.json is a run's).
+_LEGACY = (RUN, "results.json", "results.csv", f"{METHODS_DIR}/*.json", f"{CHECKPOINTS_DIR}/*.pt")
+#: The fingerprint's parts, in the order a difference is reported.
+FINGERPRINT_KEYS = ("data", "split", "config", "seed", "method", "segreg_lite")
+
+
+class RunFolderError(ValueError):
+    """A run folder refuses: it holds another run, foreign files, or cannot be written."""
+
+
+class FolderBusy(RunFolderError):
+    """Another process is running into the folder (it holds the lock)."""
+
+
+def digest(obj: Any) -> str:
+    """A short SHA-256 of a JSON-ready value (dict keys sorted), for fingerprints."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def data_digest(images: Any, labels: Any, label_names: Sequence[str], subjects: Sequence[str]) -> str:
+    """SHA-256 of the arrays' bytes, shapes and dtypes, the label names and the subject ids: two
+    data sets share it only if they hold the same pixels, labels and subjects."""
+    h = hashlib.sha256()
+    for arr in (images, labels):
+        a = np.ascontiguousarray(arr.detach().cpu().numpy() if hasattr(arr, "detach") else np.asarray(arr))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    h.update(json.dumps([list(label_names), list(subjects)]).encode())
+    return h.hexdigest()
+
+
+def fingerprint(*, data: str, split: dict[str, Any], config: dict[str, Any], seed: int, method: str) -> dict[str, Any]:
+    """What made a result or checkpoint: the data digest, digests of the split and config dicts,
+    the seed, the method and this package's version."""
+    return {"data": data[:16], "split": digest(split), "config": digest(config), "seed": int(seed),
+            "method": method, "segreg_lite": __version__}
+
+
+def differences(saved: Any, expected: dict[str, Any]) -> list[str]:
+    """The fingerprint keys in which ``saved`` differs from ``expected`` (all of them when
+    ``saved`` is not a fingerprint at all, as in files written before fingerprints existed)."""
+    if not isinstance(saved, dict):
+        return ["fingerprint (none recorded)"]
+    out = []
+    for key in FINGERPRINT_KEYS:
+        if saved.get(key) != expected.get(key):
+            shown = key in ("seed", "method", "segreg_lite")  # the others are digests, meaningless to print
+            out.append(f"{key} ({saved.get(key)!r} vs {expected.get(key)!r})" if shown else key)
+    return out
+
+
+def _describe(key: str, held: Any, wanted: Any) -> str:
+    if isinstance(wanted, (int, float, str)) and not isinstance(wanted, bool) and len(repr(wanted)) < 40:
+        return f"{key} ({held!r} vs {wanted!r})"
+    return key
+
+
+class RunFolder:
+    """One run folder (see the module docstring). Use it as a context manager, which creates the
+    folder, takes the lock and removes leftover temporary files; everything that reads or
+    writes the folder's files happens inside it."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._created = False
+        self._files: dict[str, Any] = {}
+        #: Temporary files of killed writes removed when the lock was taken (relative paths).
+        self.removed_temp: list[str] = []
+
+    # -- layout -------------------------------------------------------------------------------
+    def method_path(self, name: str) -> Path:
+        return self.path / METHODS_DIR / f"{name}.json"
+
+    def checkpoint_path(self, name: str) -> Path:
+        return self.path / CHECKPOINTS_DIR / f"{name}.pt"
+
+    @property
+    def run_path(self) -> Path:
+        return self.path / RUN
+
+    # -- lock ---------------------------------------------------------------------------------
+    def __enter__(self) -> "RunFolder":
+        self._make_folder()
+        try:
+            self._lock()
+            self._files = self._read_manifest()
+            self.removed_temp = self._remove_temp_files()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.unlink(self.path / LOCK)  # before unlocking: a waiter then sees a fresh file (see _lock)
+        except OSError:
+            pass
+        os.close(fd)  # releases the lock
+        if self._created and not any(self.path.iterdir()):
+            self.path.rmdir()  # a run that failed before writing anything leaves nothing behind
+
+    def _make_folder(self) -> None:
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise RunFolderError(f"{p} is a file, not a folder: choose another output folder")
+        if p.is_dir():
+            return
+        blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
+        if blocker is not None:
+            raise RunFolderError(f"cannot create the folder {p}: {blocker} is a file")
+        try:
+            p.mkdir(parents=True)
+        except PermissionError:
+            top = next((a for a in p.parents if a.exists()), p.parent)
+            raise RunFolderError(f"cannot create the folder {p}: no permission to write in {top}") from None
+        except OSError as err:
+            raise RunFolderError(f"cannot create the folder {p}: {err.strerror or err}") from None
+        self._created = True
+
+    def _lock(self) -> None:
+        path = self.path / LOCK
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except PermissionError:
+                raise RunFolderError(f"cannot write in {self.path}: permission denied (choose another output folder)") from None
+            except OSError as err:
+                raise RunFolderError(f"cannot write in {self.path}: {err.strerror or err}") from None
+            if not _try_lock(fd):
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() if hasattr(os, "pread") else ""
+                os.close(fd)
+                raise FolderBusy(f"{self.path} is in use by another segreg-lite run (process "
+                                 f"{holder or 'id unknown'}); wait for it to end or choose another output folder")
+            # The holder unlinks the file just before releasing it: a lock won on that unlinked
+            # file protects nothing, so check that the path still names the file we locked.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def _require_lock(self) -> None:
+        if self._fd is None:
+            raise RuntimeError("RunFolder: use it as a context manager (with RunFolder(path) as folder: ...)")
+
+    # -- files --------------------------------------------------------------------------------
+    def _all_files(self) -> list[str]:
+        """Every file below the folder, relative POSIX paths, without the lock file."""
+        return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
+                      if (p.is_file() or p.is_symlink()) and p.name != LOCK)
+
+    def _remove_temp_files(self) -> list[str]:
+        removed = []
+        for d in (self.path, self.path / METHODS_DIR, self.path / CHECKPOINTS_DIR):
+            if d.is_dir():
+                for p in sorted(d.iterdir()):
+                    if p.is_file() and is_temp_name(p.name):
+                        p.unlink()
+                        removed.append(p.relative_to(self.path).as_posix())
+        return removed
+
+    def _read_manifest(self) -> dict[str, Any]:
+        path = self.path / MANIFEST
+        if not path.exists():
+            return {}
+        held = read_json(path, "segreg-lite manifest")
+        if not isinstance(held, dict) or not isinstance(held.get("files"), dict):
+            raise RunFolderError(f"{path}: damaged segreg-lite manifest (no 'files' table)")
+        return dict(held["files"])
+
+    def _record(self, rel: str, fp: Any) -> None:
+        """List ``rel`` in the manifest *before* it is written: a write killed half-way then
+        leaves a listed file that may not exist, never an unlisted one."""
+        self._require_lock()
+        if rel not in self._files or self._files[rel] != fp:
+            self._files[rel] = fp
+            write_json(self.path / MANIFEST, {"format": "segreg-lite-manifest", "files": self._files})
+
+    def write_json(self, rel: str, obj: Any, fp: Any = None) -> Path:
+        """Write ``obj`` to ``rel`` (relative to the folder), atomically and listed in the manifest."""
+        self._record(rel, fp)
+        return write_json(self.path / rel, obj)
+
+    def write_text(self, rel: str, text: str) -> Path:
+        self._record(rel, None)
+        return write_text(self.path / rel, text)
+
+    def claim(self, path: Path, fp: Any) -> Path:
+        """List a file that another writer is about to write here (a checkpoint) under ``fp``."""
+        self._record(path.relative_to(self.path).as_posix(), fp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def ours(self) -> set[str]:
+        """Relative paths of the files segreg-lite wrote here (present or not)."""
+        files = set(self._files) | {MANIFEST}
+        if not self._files and self._legacy_run():
+            files |= {p.relative_to(self.path).as_posix() for pat in _LEGACY for p in self.path.glob(pat)}
+        return files
+
+    def _legacy_run(self) -> bool:
+        try:
+            held = read_json(self.run_path)
+        except (OSError, ValueError):
+            return False
+        return isinstance(held, dict) and {"config", "split"} <= set(held)
+
+    def foreign(self) -> list[str]:
+        """Files here that segreg-lite did not write (relative paths)."""
+        ours = self.ours()
+        return [f for f in self._all_files() if f not in ours]
+
+    def clear(self) -> None:
+        """Remove every file segreg-lite wrote here; refuse, naming them, if others are present."""
+        self._require_lock()
+        foreign = self.foreign()
+        if foreign:
+            shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+            raise RunFolderError(f"{self.path} holds files that segreg-lite did not write ({shown}); overwrite removes "
+                                 "only segreg-lite's own files: move those away first, or choose another output folder")
+        for rel in sorted(self.ours() - {MANIFEST}) + [MANIFEST]:
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                continue  # a hand-edited manifest never reaches outside the folder
+            (self.path / rel).unlink(missing_ok=True)
+        for d in (METHODS_DIR, CHECKPOINTS_DIR):
+            if (self.path / d).is_dir() and not any((self.path / d).iterdir()):
+                (self.path / d).rmdir()
+        self._files = {}
+
+    # -- the run ------------------------------------------------------------------------------
+    def read_run(self) -> dict[str, Any] | None:
+        """``run.json``, or None when absent; a damaged file is a RunFolderError naming it."""
+        if not self.run_path.exists():
+            return None
+        try:
+            held = read_json(self.run_path, "run description")
+        except ValueError as err:
+            raise RunFolderError(f"{err}; pass overwrite=True (--overwrite) to start this run afresh") from None
+        if not isinstance(held, dict):
+            raise RunFolderError(f"{self.run_path}: damaged run description (not a JSON object); "
+                                 "pass overwrite=True (--overwrite) to start this run afresh")
+        return held
+
+    def start(self, spec: dict[str, Any], *, overwrite: bool = False) -> None:
+        """Make this folder hold the run ``spec`` (written to ``run.json``). A folder holding the
+        same run is resumed. One holding another run, segreg-lite files without a ``run.json``,
+        or anything else is refused unless ``overwrite``, which removes segreg-lite's files first
+        (and refuses if other files are present)."""
+        self._require_lock()
+        try:
+            held = self.read_run()
+        except RunFolderError:
+            if not overwrite:
+                raise
+            held = {}
+        if held is not None:
+            differ = [_describe(k, held.get(k), spec[k]) for k in spec if held.get(k) != spec[k]]
+            if not differ:
+                return
+            if not overwrite:
+                raise RunFolderError(f"{self.path} holds another run (differs in {', '.join(differ)}); "
+                                     "choose another output folder or pass overwrite=True (--overwrite)")
+            self.clear()
+        elif self._all_files():
+            if not overwrite:
+                if self._files:
+                    raise RunFolderError(f"{self.path} holds files of a segreg-lite run but no {RUN}; pass overwrite=True "
+                                         "(--overwrite) to replace them, or choose another output folder")
+                raise RunFolderError(f"{self.path} exists and is not a segreg-lite run folder (no {RUN}); "
+                                     "choose another output folder")
+            self.clear()
+        self.write_json(RUN, spec)
+
+    def read_result(self, name: str, expected: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        """``(result, "")`` when ``methods/<name>.json`` holds a result made under the
+        ``expected`` fingerprint; ``(None, why)`` otherwise (``why`` is empty if there is no file)."""
+        path = self.method_path(name)
+        if not path.exists():
+            return None, ""
+        try:
+            held = read_json(path, "method result")
+        except ValueError as err:
+            return None, str(err)
+        diff = differences(held.get("fingerprint") if isinstance(held, dict) else None, expected)
+        if diff:
+            return None, f"{path} was made by another run (differs in {', '.join(diff)})"
+        return held, ""
+
+    def write_result(self, name: str, result: dict[str, Any], fp: dict[str, Any]) -> dict[str, Any]:
+        """Write ``result`` with its fingerprint to ``methods/<name>.json``; returns what was written."""
+        result = {**result, "fingerprint": fp}
+        self.write_json(f"{METHODS_DIR}/{name}.json", result, fp)
+        return result
+
+    def stale_checkpoint(self, name: str, expected: dict[str, Any]) -> str:
+        """Why ``checkpoints/<name>.pt`` cannot be resumed under ``expected`` ("" if it can or if
+        it is absent). A stale file that segreg-lite wrote is removed (it is recomputed); one
+        not in the manifest is a RunFolderError, since it is not ours to delete."""
+        path = self.checkpoint_path(name)
+        rel = path.relative_to(self.path).as_posix()
+        if not path.exists():
+            return ""
+        if rel not in self._files:
+            raise RunFolderError(f"{path} was not written by segreg-lite into this folder (not in {MANIFEST}); "
+                                 "move it away or choose another output folder")
+        diff = differences(self._files[rel], expected)
+        if not diff:
+            return ""
+        path.unlink()
+        return f"{path} was made by another run (differs in {', '.join(diff)}); removed, computing again"
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive lock on ``fd`` without waiting; False if another process holds it."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    import msvcrt  # pragma: no cover - Windows
+
+    os.lseek(fd, 1 << 20, os.SEEK_SET)  # lock a byte past the pid, so that it stays readable
+    try:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,258 @@
+"""The run folder: lock, manifest, fingerprints, overwrite and leftovers (no training here)."""
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segreg_lite.runfolder import (LOCK, MANIFEST, FolderBusy, RunFolder, RunFolderError, data_digest, differences,
+                                   fingerprint)
+
+SPEC = {"data": "toy", "seed": 0, "fraction": 0.5, "config": {"a": 1}, "split": {"train": [1, 2]}}
+FP = fingerprint(data="d" * 64, split={"train": [1]}, config={"a": 1}, seed=0, method="supervised")
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_lock_refuses_a_second_writer_and_names_it(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        assert (out / LOCK).read_text().strip() == str(os.getpid())
+        with pytest.raises(FolderBusy, match=f"in use by another segreg-lite run \\(process {os.getpid()}\\)"):
+            RunFolder(out).__enter__()
+        folder.start(SPEC)
+    assert not (out / LOCK).exists() and _files(out) == [MANIFEST, "run.json"]
+    with RunFolder(out):  # released: the next run gets in
+        pass
+
+
+def test_a_failed_start_leaves_no_new_folder_behind(tmp_path):
+    out = tmp_path / "new"
+    with RunFolder(out):
+        pass
+    assert not out.exists()
+
+
+def _hold(path, started, release):  # a process that holds the lock until told to let go
+    with RunFolder(path):
+        started.set()
+        release.wait(30)
+
+
+def _contend(path, barrier, results):
+    barrier.wait()
+    try:
+        with RunFolder(path) as folder:
+            folder.start(SPEC)
+            time.sleep(1.0)  # still running when the other one arrives
+            results.put(("ran", os.getpid()))
+    except FolderBusy as err:
+        results.put(("busy", str(err)))
+
+
+def test_two_runs_started_at_the_same_moment(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_contend, args=(tmp_path / "run", barrier, results)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    outcome = sorted(results.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(30)
+    assert [o[0] for o in outcome] == ["busy", "ran"]
+    assert f"process {outcome[1][1]}" in outcome[0][1]  # the refusal names the runner's pid
+
+
+def test_the_lock_dies_with_its_process(tmp_path):
+    out = tmp_path / "run"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from segreg_lite.runfolder import RunFolder
+        with RunFolder({str(out)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(FolderBusy, match=f"process {child.pid}"):
+            RunFolder(out).__enter__()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with RunFolder(out) as folder:  # SIGKILL left the lock file, but not the lock
+        assert folder.removed_temp == []
+
+
+def test_overwrite_removes_only_what_segreg_lite_wrote(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        folder.write_result("supervised", {"metrics": {}}, FP)
+        folder.claim(folder.checkpoint_path("joint"), FP).write_bytes(b"ckpt")
+    (out / "notes.txt").write_text("mine")
+    (out / "methods" / "mine.csv").write_text("mine too")
+    before = {f: (out / f).read_bytes() for f in _files(out)}
+    with RunFolder(out) as folder, pytest.raises(RunFolderError, match=r"did not write \(methods/mine.csv, notes.txt\)"):
+        folder.start({**SPEC, "seed": 1}, overwrite=True)
+    assert {f: (out / f).read_bytes() for f in _files(out)} == before  # nothing removed
+    (out / "notes.txt").rename(tmp_path / "notes.txt")
+    (out / "methods" / "mine.csv").unlink()
+    with RunFolder(out) as folder:
+        folder.start({**SPEC, "seed": 1}, overwrite=True)
+    assert _files(out) == [MANIFEST, "run.json"] and json.loads((out / "run.json").read_text())["seed"] == 1
+
+
+def test_another_run_is_refused_naming_the_difference(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+    with RunFolder(out) as folder, pytest.raises(RunFolderError, match=r"another run \(differs in fraction \(0.5 vs 0.3\)\)"):
+        folder.start({**SPEC, "fraction": 0.3})
+    with RunFolder(out) as folder:
+        folder.start(SPEC)  # the same run: resumed, nothing to say
+
+
+def test_files_without_run_json(tmp_path):
+    # segreg-lite's files but no run.json (deleted): refused, then replaced with overwrite
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        folder.write_result("supervised", {"metrics": {}}, FP)
+    (out / "run.json").unlink()
+    with RunFolder(out) as folder, pytest.raises(RunFolderError, match="files of a segreg-lite run but no run.json"):
+        folder.start(SPEC)
+    with RunFolder(out) as folder:
+        folder.start({**SPEC, "fraction": 0.3}, overwrite=True)
+        assert folder.read_result("supervised", FP) == (None, "")
+    # a folder of someone else's files is never a run folder, and overwrite does not empty it
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    for overwrite, match in ((False, "not a segreg-lite run folder"), (True, "did not write \\(notes.txt\\)")):
+        with RunFolder(stranger) as folder, pytest.raises(RunFolderError, match=match):
+            folder.start(SPEC, overwrite=overwrite)
+    assert (stranger / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_written_before_manifests_is_still_ours(tmp_path):
+    out = tmp_path / "old"
+    (out / "methods").mkdir(parents=True)
+    (out / "checkpoints").mkdir()
+    (out / "run.json").write_text(json.dumps({"config": {}, "split": {}, "seed": 0}))
+    for rel in ("methods/joint.json", "checkpoints/joint.pt", "results.json", "results.csv"):
+        (out / rel).write_text("x")
+    with RunFolder(out) as folder, pytest.raises(RunFolderError, match="another run"):
+        folder.start(SPEC)  # no fingerprint, no version: another run
+    with RunFolder(out) as folder:
+        folder.start(SPEC, overwrite=True)
+    assert _files(out) == [MANIFEST, "run.json"]
+
+
+def test_damaged_run_json_is_named(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+    (out / "run.json").write_text("")
+    with RunFolder(out) as folder, pytest.raises(RunFolderError, match=r"run.json: damaged run description: not valid JSON \(it is empty\)"):
+        folder.start(SPEC)
+    with RunFolder(out) as folder:
+        folder.start(SPEC, overwrite=True)
+    assert json.loads((out / "run.json").read_text()) == SPEC
+
+
+def test_results_carry_fingerprints_and_stale_ones_are_not_read_back(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        written = folder.write_result("supervised", {"metrics": {"dice": 0.5}}, FP)
+        assert written["fingerprint"] == FP and folder.read_result("supervised", FP) == (written, "")
+        for key, value in (("split", "other"), ("data", "other"), ("seed", 3), ("segreg_lite", "9.9")):
+            held, why = folder.read_result("supervised", {**FP, key: value})
+            assert held is None and f"differs in {key}" in why and "methods/supervised.json" in why
+        folder.method_path("supervised").write_text('{"metrics": ')  # damaged
+        held, why = folder.read_result("supervised", FP)
+        assert held is None and "supervised.json: damaged method result" in why
+        assert json.loads((out / MANIFEST).read_text())["files"]["methods/supervised.json"] == FP
+
+
+def test_stale_checkpoints_are_removed_and_foreign_ones_refused(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        path = folder.claim(folder.checkpoint_path("joint"), FP)
+        path.write_bytes(b"ckpt")
+        assert folder.stale_checkpoint("joint", FP) == "" and path.exists()
+        assert "differs in data" in folder.stale_checkpoint("joint", {**FP, "data": "x"}) and not path.exists()
+        foreign = folder.checkpoint_path("joint_reg")
+        foreign.write_bytes(b"someone's")
+        with pytest.raises(RunFolderError, match="joint_reg.pt was not written by segreg-lite"):
+            folder.stale_checkpoint("joint_reg", FP)
+        assert foreign.exists()
+
+
+def test_temp_files_of_killed_writes_are_removed(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "methods").mkdir()
+    leftovers = [out / "checkpoints" / ".joint.pt.k2j3h4g5.tmp", out / "methods" / ".joint.json.a_b9c8d7.tmp",
+                 out / ".results.json.x1y2z3w4.tmp"]
+    for p in leftovers:
+        p.write_bytes(b"half")
+    (out / "notes.tmp").write_text("a user's file with a .tmp name")
+    with RunFolder(out) as folder:
+        assert sorted(folder.removed_temp) == sorted(p.relative_to(out).as_posix() for p in leftovers)
+    assert not any(p.exists() for p in leftovers) and (out / "notes.tmp").exists()
+
+
+def test_output_paths_that_cannot_be_written(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunFolderError, match="file is a file, not a folder"):
+        RunFolder(tmp_path / "file").__enter__()
+    with pytest.raises(RunFolderError, match="cannot create the folder .*/file/below: .*/file is a file"):
+        RunFolder(tmp_path / "file" / "below").__enter__()
+    (tmp_path / "ro").mkdir()
+    real_open = os.open
+
+    def refuse(path, *args, **kw):  # what a read-only folder does (the tests may run as root)
+        if str(path).endswith(LOCK):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(RunFolderError, match="cannot write in .*/ro: permission denied"):
+        RunFolder(tmp_path / "ro").__enter__()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(RunFolderError, match="permission denied"):
+            RunFolder(ro).__enter__()
+    finally:
+        ro.chmod(0o755)
+
+
+def test_fingerprint_parts():
+    images = np.zeros((2, 1, 4, 4), np.float32)
+    labels = np.zeros((2, 4, 4), np.int64)
+    base = data_digest(images, labels, ["bg", "a"], ["s0", "s1"])
+    changed = images.copy()
+    changed[1, 0, 2, 2] = 1e-3
+    assert data_digest(changed, labels, ["bg", "a"], ["s0", "s1"]) != base
+    assert data_digest(images, labels, ["bg", "a"], ["s0", "s2"]) != base
+    assert data_digest(images.astype(np.float64), labels, ["bg", "a"], ["s0", "s1"]) != base
+    assert differences(FP, FP) == [] and differences(None, FP) == ["fingerprint (none recorded)"]
+    assert differences({**FP, "seed": 2, "config": "x"}, FP) == ["config", "seed (2 vs 0)"]
