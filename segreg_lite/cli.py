@@ -37,6 +37,19 @@ from segreg_lite import __version__
 
 
 def _cohort(args: argparse.Namespace) -> int:
+    from segreg_lite.runfolder import make_folder
+
+    out = Path(args.out)
+    created = make_folder(out, probe=True)  # an output folder that cannot be written fails before the work
+    try:
+        return _write_cohort(args, out)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed command leaves nothing behind
+        raise
+
+
+def _write_cohort(args: argparse.Namespace, out: Path) -> int:
     from segreg_lite.cohort import CohortConfig, generate_cohort
     from segreg_lite.io import atomic_path, write_json
     from segreg_lite.labels import SEG4_NAMES
@@ -61,7 +74,6 @@ def _cohort(args: argparse.Namespace) -> int:
             f"  {k:>5}  {name:<15} {100 * c['frequency']:6.2f}%  "
             f"{c['area_mm2_median']:9.0f} ({c['area_mm2_p5']:.0f}-{c['area_mm2_p95']:.0f})"
         )
-    out = Path(args.out)
     summary["split"] = split.to_dict()
     write_json(out / "summary.json", summary)
     import matplotlib

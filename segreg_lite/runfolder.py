@@ -152,22 +152,7 @@ class RunFolder:
             self.path.rmdir()  # a run that failed before writing anything leaves nothing behind
 
     def _make_folder(self) -> None:
-        p = self.path
-        if p.exists() and not p.is_dir():
-            raise RunFolderError(f"{p} is a file, not a folder: choose another output folder")
-        if p.is_dir():
-            return
-        blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
-        if blocker is not None:
-            raise RunFolderError(f"cannot create the folder {p}: {blocker} is a file")
-        try:
-            p.mkdir(parents=True)
-        except PermissionError:
-            top = next((a for a in p.parents if a.exists()), p.parent)
-            raise RunFolderError(f"cannot create the folder {p}: no permission to write in {top}") from None
-        except OSError as err:
-            raise RunFolderError(f"cannot create the folder {p}: {err.strerror or err}") from None
-        self._created = True
+        self._created = make_folder(self.path)
 
     def _lock(self) -> None:
         path = self.path / LOCK
@@ -365,6 +350,40 @@ class RunFolder:
             return ""
         path.unlink()
         return f"{path} was made by another run (differs in {', '.join(diff)}); removed, computing again"
+
+
+def make_folder(path: str | os.PathLike, *, probe: bool = False) -> bool:
+    """Create the output folder ``path`` (and its parents) unless it exists; True if it was made.
+    Every way this can fail is a RunFolderError that says why in one line: the path is a file,
+    lies below a file, or cannot be written. ``probe`` also checks that a file can be written in
+    an existing folder (a read-only one)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise RunFolderError(f"{p} is a file, not a folder: choose another output folder")
+    created = False
+    if not p.is_dir():
+        blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
+        if blocker is not None:
+            raise RunFolderError(f"cannot create the folder {p}: {blocker} is a file")
+        try:
+            p.mkdir(parents=True)
+        except PermissionError:
+            top = next((a for a in p.parents if a.exists()), p.parent)
+            raise RunFolderError(f"cannot create the folder {p}: no permission to write in {top}") from None
+        except OSError as err:
+            raise RunFolderError(f"cannot create the folder {p}: {err.strerror or err}") from None
+        created = True
+    if probe:
+        import tempfile
+
+        try:
+            with tempfile.TemporaryFile(dir=p):
+                pass
+        except PermissionError:
+            raise RunFolderError(f"cannot write in {p}: permission denied (choose another output folder)") from None
+        except OSError as err:
+            raise RunFolderError(f"cannot write in {p}: {err.strerror or err}") from None
+    return created
 
 
 def _try_lock(fd: int) -> bool:

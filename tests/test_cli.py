@@ -36,3 +36,72 @@ def test_run_command_prints_the_table_and_refuses_another_run(tmp_path, capsys):
     assert "holds another run" in capsys.readouterr().err
     assert main(["run", "--methods", "joint,nonsense", "--out", str(tmp_path / "x")]) == 2
     assert "unknown method" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+RUN = ["run", "--subjects", "12", "--size", "32", "32", "--fraction", "0.2", "--smoke", "--quiet", "--methods", "supervised"]
+
+
+def _one_clear_line(capsys, *expected):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("segreg-lite: error: ") and all(e in err for e in expected), err
+    return err
+
+
+def test_expected_failures_are_one_line_and_write_nothing(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert main([*RUN, "--out", str(tmp_path / "afile")]) == 2
+    _one_clear_line(capsys, "afile is a file, not a folder")
+    assert main([*RUN, "--out", str(tmp_path / "afile" / "below")]) == 2
+    _one_clear_line(capsys, "cannot create the folder", "afile is a file")
+    assert main([*RUN, "--device", "bogus", "--out", str(tmp_path / "d")]) == 2
+    _one_clear_line(capsys, "unknown device 'bogus'")
+    assert main([*RUN, "--seed", "-1", "--out", str(tmp_path / "s")]) == 2
+    _one_clear_line(capsys, "seed must be a non-negative integer", "-1")
+    assert main(["sweep", "--seeds", "0,-1", "--out", str(tmp_path / "w")]) == 2
+    _one_clear_line(capsys, "seed must be a non-negative integer")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_read_only_output_folder(tmp_path, capsys, monkeypatch):
+    import os
+
+    real_open = os.open
+
+    def refuse(path, *args, **kw):  # what a read-only folder does (the tests may run as root)
+        if str(path).startswith(str(tmp_path / "ro")):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kw)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "open", refuse)
+    assert main([*RUN, "--out", str(tmp_path / "ro")]) == 2
+    _one_clear_line(capsys, "cannot write in", "permission denied")
+    assert main(["cohort", "--subjects", "3", "--out", str(tmp_path / "ro")]) == 2  # plain OS errors: one line too
+    _one_clear_line(capsys, "cannot write in", "permission denied")
+
+
+def test_damaged_results_file_is_named_and_debug_shows_the_traceback(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "results.json").write_text('{"data": ')
+    assert main(["summary", str(tmp_path / "r")]) == 2
+    _one_clear_line(capsys, "results.json: damaged results file: not valid JSON")
+    for args in (["--debug", "summary", str(tmp_path / "r")], ["summary", str(tmp_path / "r"), "--debug"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "Traceback (most recent call last)" in err and "damaged results file" in err
+
+
+def test_a_busy_folder_from_the_command_line(tmp_path, capsys):
+    from segreg_lite.runfolder import RunFolder
+
+    with RunFolder(tmp_path / "r"):
+        assert main([*RUN, "--out", str(tmp_path / "r")]) == 2
+    _one_clear_line(capsys, "in use by another segreg-lite run (process")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_failed_cohort_command_leaves_no_folder(tmp_path, capsys):
+    assert main(["cohort", "--subjects", "0", "--out", str(tmp_path / "new")]) == 2
+    _one_clear_line(capsys, "n_subjects must be a positive integer")
+    assert not (tmp_path / "new").exists()

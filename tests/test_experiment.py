@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segreg_lite.config import TrainConfig, smoke
-from segreg_lite.experiment import Data, check_methods, format_table, load_data, run_experiment
+from segreg_lite.experiment import Data, check_methods, format_table, load_data, load_results, run_experiment
 
 CFG = replace(smoke(TrainConfig()), features=4, reg_features=4, batch_size=2, n_atlas=2, n_tta=1, rounds=1)
 
@@ -94,7 +94,7 @@ def _fake_run(folder, seed, dice, fraction=0.01, rounds=None):
 
 def test_summary_over_seeds(tmp_path, capsys):
     from segreg_lite.cli import main
-    from segreg_lite.experiment import load_results, summarize
+    from segreg_lite.experiment import summarize
 
     folders = [_fake_run(tmp_path / "s0", 0, 0.7, rounds=[0.7, 0.72, 0.74]),
                _fake_run(tmp_path / "s1", 1, 0.8, rounds=[0.8, 0.80, 0.82])]
@@ -117,3 +117,106 @@ def test_summary_over_seeds(tmp_path, capsys):
         load_results([folders[0], folders[0]])
     assert main(["summary", str(tmp_path / "missing")]) == 2
     assert "results.json not found" in capsys.readouterr().err
+
+
+def _dice(summary, name="supervised"):
+    return summary["methods"][name]["metrics"]["dice"]
+
+
+def test_old_results_are_never_reused_under_new_settings(tmp_path):
+    # Issue 14, case 1: a run at fraction 0.5, run.json deleted, then fraction 0.3 with overwrite.
+    data, out = _data(), tmp_path / "run"
+    kw = dict(methods=["supervised", "supervised_aug"], config=CFG, device="cpu", progress=False)
+    half = run_experiment(data, out, fraction=0.5, **kw)
+    (out / "run.json").unlink()
+    with pytest.raises(ValueError, match="no run.json"):
+        run_experiment(data, out, fraction=0.3, **kw)
+    logged = []
+    third = run_experiment(data, out, fraction=0.3, overwrite=True, log=logged.append, **kw)
+    assert not any("earlier run" in line for line in logged)
+    fresh = run_experiment(data, tmp_path / "fresh", fraction=0.3, **kw)
+    assert json.loads((out / "results.json").read_text())["fraction"] == 0.3
+    for name in kw["methods"]:
+        assert _dice(third, name) == _dice(fresh, name) != _dice(half, name)
+    # The same state reached without an rm (a race, a copied file): the fingerprint catches it.
+    other = tmp_path / "other"
+    run_experiment(data, other, fraction=0.5, **kw)
+    for rel in ("methods/supervised.json", "methods/supervised_aug.json", "checkpoints/pretrained_seg.pt"):
+        (out / rel).write_bytes((other / rel).read_bytes())
+    logged.clear()
+    again = run_experiment(data, out, fraction=0.3, log=logged.append, **kw)
+    assert any("methods/supervised.json was made by another run (differs in split)" in line for line in logged)
+    assert any("pretrained_seg.pt was made by another run (differs in split)" in line for line in logged)
+    for name in kw["methods"]:
+        assert _dice(again, name) == _dice(fresh, name)
+        assert again["methods"][name]["fingerprint"]["method"] == name
+
+
+def test_a_busy_folder_is_refused_at_once(tmp_path):
+    from segreg_lite.runfolder import FolderBusy, RunFolder
+
+    out = tmp_path / "run"
+    with RunFolder(out):  # another run holds the folder
+        with pytest.raises(FolderBusy, match=r"in use by another segreg-lite run \(process \d+\)"):
+            run_experiment(_data(), out, methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
+        assert sorted(p.name for p in out.iterdir()) == [".segreg-lite.lock"]  # nothing written
+
+
+def test_overwrite_keeps_a_users_files(tmp_path):
+    data, out = _data(), tmp_path / "run"
+    kw = dict(methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
+    run_experiment(data, out, **kw)
+    (out / "notes.txt").write_text("mine")
+    before = (out / "results.json").read_bytes()
+    with pytest.raises(ValueError, match=r"did not write \(notes.txt\).*move those away"):
+        run_experiment(data, out, seed=1, overwrite=True, **kw)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "results.json").read_bytes() == before
+
+
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "never"
+    kw = dict(methods=["supervised"], fraction=0.2, config=CFG, progress=False)
+    with pytest.raises(ValueError, match="unknown device 'bogus'"):
+        run_experiment(_data(), out, device="bogus", **kw)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer.*-1"):
+        run_experiment(_data(), out, seed=-1, device="cpu", **kw)
+    with pytest.raises(ValueError, match="slices of 20x20 pixels.*multiples of 16"):
+        run_experiment(_data(size=20), out, device="cpu", **kw)
+    with pytest.raises(ValueError, match="slices of 16x16 pixels.*at least 32 \\(for reg_only\\)"):
+        run_experiment(_data(size=16), out, device="cpu", **{**kw, "methods": ["reg_only"]})
+    assert not out.exists()
+
+
+def test_a_rounded_up_fraction_is_said(tmp_path):
+    logged = []
+    summary = run_experiment(_data(), tmp_path / "run", methods=["supervised"], fraction=0.0001, config=CFG, device="cpu",
+                             progress=False, log=logged.append)
+    held = json.loads((tmp_path / "run" / "run.json").read_text())["annotation"]
+    assert held == summary["annotation"] and held["rounded_up"] and held["n_annotated"] == 1
+    assert held["annotated_fraction"] == pytest.approx(1 / held["n_train"])
+    assert any("fraction 0.0001" in line and "rounded up to 1 annotated" in line for line in logged)
+    logged.clear()
+    run_experiment(_data(n=23), tmp_path / "exact", methods=["supervised"], fraction=0.25, config=CFG, device="cpu",
+                   progress=False, log=logged.append)  # 16 training images: 0.25 is exactly 4
+    assert not any("rounded" in line for line in logged)
+
+
+def test_leftovers_and_damaged_files(tmp_path):
+    data, out = _data(), tmp_path / "run"
+    kw = dict(methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
+    first = run_experiment(data, out, **kw)
+    orphan = out / "checkpoints" / ".joint.pt.q8w7e6r5.tmp"  # a checkpoint write killed mid-way
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"torn")
+    (out / "methods" / "supervised.json").write_text("{")
+    logged = []
+    again = run_experiment(data, out, log=logged.append, **kw)
+    assert not orphan.exists() and any("removed checkpoints/.joint.pt.q8w7e6r5.tmp" in line for line in logged)
+    assert any("supervised.json: damaged method result" in line for line in logged)
+    assert _dice(again) == _dice(first)
+    (out / "run.json").write_text("not json")
+    with pytest.raises(ValueError, match=r"run.json: damaged run description: not valid JSON"):
+        run_experiment(data, out, **kw)
+    (out / "results.json").write_text("")
+    with pytest.raises(ValueError, match=r"results.json: damaged results file: not valid JSON \(it is empty\)"):
+        load_results([out])
