@@ -10,13 +10,16 @@ this lets us resume.
 
 Safety: files are read with ``torch.load(..., weights_only=True)`` only, which never unpickles
 arbitrary Python objects, so a checkpoint holds tensors, dicts, lists, tuples, str, int, float,
-bool and None, nothing else. Files are written atomically (:func:`segreg_lite.io.atomic_path`):
+bool and None, nothing else. A file that asks the unpickler for anything else (a class, a
+function such as ``os.system``) is refused with a message naming what it asked for; it is a file
+that carries code, never "corrupt", and the message never suggests loading it unsafely. Files are written atomically (:func:`segreg_lite.io.atomic_path`):
 a save killed mid-way leaves the previous checkpoint as it was.
 """
 from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -144,17 +147,18 @@ def _read(path: str | os.PathLike, map_location: Any) -> dict[str, Any]:
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError...
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        if found:
+        refused = _refused(err)
+        if refused is not None:
+            # "from None": torch's own text suggests weights_only=False, which would run the code.
             raise ValueError(
-                f"{str(path)!r} holds a Python object of type {found.group(1)}; checkpoints are loaded "
-                "with weights_only=True, which refuses to unpickle arbitrary objects (it is not a "
-                "segreg-lite checkpoint; do not load it with weights_only=False unless you trust it)"
-            ) from err
+                f"{str(path)!r} was refused: it asks to load {refused}, which is code, not data. A "
+                "segreg-lite checkpoint holds only tensors and plain values, so this file is not one "
+                "(or it was altered); nothing in it was run. Delete it, or get the file again from its source"
+            ) from None
         raise ValueError(
             f"{str(path)!r} is not a readable checkpoint: the file is truncated, corrupt or not a "
-            f"torch file ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else 'no message'})"
-        ) from err
+            f"torch file ({_reason(err)})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         what = f"a dict with keys {sorted(map(str, payload))[:8]}" if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{str(path)!r} is a torch file but not a segreg-lite checkpoint (no format marker {FORMAT!r}; it holds {what})")
@@ -166,6 +170,30 @@ def _read(path: str | os.PathLike, map_location: Any) -> dict[str, Any]:
     ):
         raise ValueError(f"{str(path)!r}: malformed checkpoint, 'models' must map names to class, config and state_dict")
     return payload
+
+
+#: How torch's weights-only unpickler names what it refused: "Unsupported global: GLOBAL x.y was
+#: not an allowed global" (a class or function outside its allowlist) and, in torch 2.13, "Trying
+#: to load unsupported GLOBAL posix.system whose module posix is blocked".
+_REFUSED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL ([\w.]+)", re.IGNORECASE)
+
+
+def _refused(err: Exception) -> str | None:
+    """The global (class or function) torch's weights-only unpickler refused, or None."""
+    found = _REFUSED_GLOBAL.search(str(err))
+    return f"the global {found.group(1)}" if found else None
+
+
+def _reason(err: Exception) -> str:
+    """Why torch could not read a file, in one short line that never repeats torch's advice to
+    retry with weights_only=False (a damaged file gives "Unsupported operand 95", say)."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
+        after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+        lines = [ln.strip() for ln in after.splitlines() if ln.strip() and "weights_only" not in ln]
+        return f"its pickle stream is invalid: {lines[0][:120]}" if lines else "its pickle stream is invalid"
+    first = text.splitlines()[0][:120] if text.strip() else "no message"
+    return f"{type(err).__name__}: {first}"
 
 
 def _fit(model: nn.Module, state: dict[str, Any], where: str, first: int = 3) -> None:

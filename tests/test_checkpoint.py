@@ -133,8 +133,9 @@ def test_truncated_file(saved, tmp_path):
 def test_random_bytes(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(ValueError, match=r"junk\.pt.*not a readable checkpoint"):
+    with pytest.raises(ValueError, match=r"junk\.pt.*not a readable checkpoint.*pickle stream is invalid") as err:
         load_checkpoint(junk)
+    assert "weights_only" not in str(err.value)
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "empty.pt")
@@ -151,13 +152,66 @@ def test_torch_file_that_is_not_ours(tmp_path):
 
 def test_arbitrary_objects_are_never_unpickled(tmp_path):
     torch.save({"format": FORMAT, "obj": _Custom()}, tmp_path / "custom.pt")
-    with pytest.raises(ValueError, match=r"custom\.pt.*_Custom.*weights_only=True"):
+    with pytest.raises(ValueError, match=r"custom\.pt' was refused: it asks to load the global .*_Custom, which is code") as err:
         load_checkpoint(tmp_path / "custom.pt")
+    assert "weights_only" not in str(err.value) and "corrupt" not in str(err.value)
     marker = tmp_path / "pwned"
     torch.save({"format": FORMAT, "obj": _Evil(str(marker))}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="weights_only=True"):
+    with pytest.raises(ValueError, match=r"evil\.pt' was refused: it asks to load the global \S*open.*nothing in it was run"):
         load_into(tmp_path / "evil.pt", "seg", _unet())
     assert not marker.exists()
+
+
+class _System:
+    """A pickle payload that would run a shell command when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_payload_is_named_as_refused_code(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"format": FORMAT, "models": {"seg": _System(marker)}}, tmp_path / "payload.pt")
+    with pytest.raises(ValueError, match=r"refused: it asks to load the global (posix|nt)\.system, which is code") as err:
+        load_checkpoint(tmp_path / "payload.pt")
+    assert not marker.exists()
+    assert "weights_only" not in str(err.value) and "corrupt" not in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # torch's advice is not chained either
+
+
+# torch's refusals, word for word: 2.13's for a blocked module, and the allowlist one.
+TORCH_213 = ("Weights only load failed. In PyTorch 2.6, we changed the default value of the `weights_only` argument "
+             "in `torch.load` from `False` to `True`. Re-running `torch.load` with `weights_only` set to `False` will "
+             "likely succeed, but it can result in arbitrary code execution. Do it only if you got the file from a "
+             "trusted source.\n\n\nTrying to load unsupported GLOBAL posix.system whose module posix is blocked.\n\n"
+             "Check the documentation of torch.load to learn more about types accepted by default with weights_only "
+             "https://pytorch.org/docs/stable/generated/torch.load.html.")
+TORCH_ALLOWLIST = ("Weights only load failed. This file can still be loaded, to do so you have two options\n\t(1) "
+                   "Re-running `torch.load` with `weights_only` set to `False` will likely succeed\n\tWeightsUnpickler "
+                   "error: Unsupported global: GLOBAL fractions.Fraction was not an allowed global by default. Please "
+                   "use `torch.serialization.add_safe_globals([fractions.Fraction])`")
+TORCH_OTHER = ("Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` will likely "
+               "succeed\n\tWeightsUnpickler error: Unsupported operand 149\n\nCheck the documentation")
+
+
+@pytest.mark.parametrize("text, said", [(TORCH_213, "was refused: it asks to load the global posix.system, which is code"),
+                                        (TORCH_ALLOWLIST, "was refused: it asks to load the global fractions.Fraction, which is code"),
+                                        (TORCH_OTHER, "not a readable checkpoint: the file is truncated, corrupt or not a torch "
+                                                      "file (its pickle stream is invalid: Unsupported operand 149)")])
+def test_torch_wordings_of_a_refusal(saved, monkeypatch, text, said):
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError(text)
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(saved[0])
+    assert said in str(err.value)
+    assert "weights_only" not in str(err.value) and "False" not in str(err.value)
 
 
 def _tamper(path, edit):
