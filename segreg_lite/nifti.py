@@ -8,6 +8,12 @@ book exports the synthetic cohort with it as a worked "own data" example).
 Arrays are read and written in stored voxel order, with no reorientation: a slice saved as
 ``(H, W)`` loads as ``(H, W)``. Labels use the seg4 table (``segreg_lite.labels``) unless you pass
 another ``num_classes``.
+
+Every file's header is checked before any of its data is read (:func:`check_nifti_header`): its
+dimensions, its data type (integers, floats or booleans) and the size its data would take in
+memory, against :data:`MAX_NIFTI_BYTES`. A header costs a few hundred bytes, so without this a
+56-byte file declaring a 20000 x 20000 float32 image would make the reader allocate 1.6 GB
+before failing. Raise the limit for larger volumes: ``segreg_lite.nifti.MAX_NIFTI_BYTES = 2**31``.
 """
 from __future__ import annotations
 
@@ -23,19 +29,73 @@ from segreg_lite.labels import NUM_CLASSES, SEG4_NAMES, check_image, check_label
 
 _NIFTI_EXTS = (".nii.gz", ".nii")
 
+#: The most memory one file's data may declare (bytes, after intensity scaling): 512 MiB holds a
+#: 512 x 512 x 512 float32 volume. A module attribute, read at every call: set it to change it.
+MAX_NIFTI_BYTES: int = 512 * 2**20
+
+
+def _reason(err: Exception) -> str:
+    """An exception as one line that is never empty (a MemoryError has no message)."""
+    return f"{type(err).__name__}: {' '.join(str(err).split()) or 'no message'}"
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError  # unreachable
+
+
+def check_nifti_header(path: str | os.PathLike, header, *, max_bytes: int | None = None) -> tuple[tuple[int, ...], np.dtype]:
+    """Check a NIfTI ``header`` (of the file ``path``) before its data is read: every dimension at
+    least 1, a numeric data type, the data's size in memory at most ``max_bytes`` (default
+    :data:`MAX_NIFTI_BYTES`) and, for an uncompressed file, present in the file. Returns the
+    shape and the stored dtype; a ValueError naming the file says what is wrong."""
+    limit = MAX_NIFTI_BYTES if max_bytes is None else max_bytes
+    shape = tuple(int(v) for v in header.get_data_shape())
+    dtype = np.dtype(header.get_data_dtype())
+    dims = "x".join(map(str, shape)) or "()"
+    if not shape or min(shape) < 1:
+        raise ValueError(f"{path}: the header declares an empty image (dimensions {dims})")
+    if dtype.kind not in "biuf" or dtype.fields is not None:
+        raise ValueError(f"{path}: the header declares data of type {dtype} ({header.get_data_dtype()!r}); "
+                         "images and labels must hold integers or floats")
+    slope, inter = header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None)
+    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
+    itemsize = max(dtype.itemsize, 8 if scaled else 0)  # nibabel scales into float64
+    declared = float(np.prod(shape, dtype=np.float64)) * itemsize
+    if declared > limit:
+        raise ValueError(f"{path}: the header declares a {dims} {dtype} image, {_size(declared)} in memory, over the "
+                         f"limit of {_size(limit)} (segreg_lite.nifti.MAX_NIFTI_BYTES; raise it for larger volumes)")
+    if not str(path).endswith(".gz"):
+        offset = int(header.get_data_offset()) if hasattr(header, "get_data_offset") else 0
+        need, have = offset + int(np.prod(shape)) * dtype.itemsize, os.path.getsize(path)
+        if have < need:
+            raise ValueError(f"{path}: truncated: the header declares a {dims} {dtype} image ({_size(need)} with the "
+                             f"header) but the file holds {_size(have)}")
+    return shape, dtype
+
 
 def read_nifti_array(path: str | os.PathLike) -> np.ndarray:
     """Read a NIfTI file's array, dropping trailing singleton axes beyond the second.
 
     ``(H, W, 1)`` becomes ``(H, W)`` and ``(X, Y, Z, 1)`` becomes ``(X, Y, Z)``: scanners and
-    converters often add such axes and they carry no data. Unreadable files raise ValueError.
+    converters often add such axes and they carry no data. The header is checked first
+    (:func:`check_nifti_header`, against :data:`MAX_NIFTI_BYTES`); unreadable files and headers
+    that fail the checks raise ValueError naming the file.
     """
     import nibabel as nib  # imported here so that importing segreg_lite stays cheap
 
     try:
-        arr = np.asarray(nib.load(str(path), mmap=False).dataobj)
+        img = nib.load(str(path), mmap=False)  # reads the header only
     except Exception as err:  # nibabel raises several types; the user needs the file name
-        raise ValueError(f"{path}: not a readable NIfTI file ({err})") from err
+        raise ValueError(f"{path}: not a readable NIfTI file ({_reason(err)})") from None
+    check_nifti_header(path, img.header)
+    try:
+        arr = np.asarray(img.dataobj)
+    except Exception as err:
+        raise ValueError(f"{path}: the NIfTI data cannot be read ({_reason(err)})") from None
     while arr.ndim > 2 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     return arr

@@ -191,3 +191,61 @@ def test_differing_slice_shapes(tmp_path):
     shapes = r"\(16, 20\): 1 slices \(e.g. a\); \(12, 20\): 1 slices \(e.g. b\)"
     with pytest.raises(ValueError, match=shapes + ".*resample or crop"):
         load_nifti_folder(tmp_path)
+
+
+def _header_only(path: pathlib.Path, shape, dtype, gz=True) -> pathlib.Path:
+    """A NIfTI file that is all header: it declares ``shape`` x ``dtype`` but holds no data."""
+    import gzip
+
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(dtype)
+    hdr.set_data_offset(352)
+    block = hdr.binaryblock + b"\0" * 4
+    path.write_bytes(gzip.compress(block, mtime=0) if gz else block)
+    return path
+
+
+@pytest.mark.parametrize("shape, dtype, said", [
+    ((20000, 20000), np.float32, r"declares a 20000x20000 float32 image, 1.6 GB in memory, over the limit of 536.9 MB"),
+    ((32000, 32000), np.float64, r"declares a 32000x32000 float64 image, 8.2 GB in memory, over the limit"),
+])
+def test_a_tiny_file_declaring_a_huge_image_is_refused_before_reading(tmp_path, shape, dtype, said):
+    import tracemalloc
+
+    path = _header_only(tmp_path / "bomb_image.nii.gz", shape, dtype)
+    assert path.stat().st_size < 100  # the issue's 56-byte file
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=f"bomb_image.nii.gz: the header {said}.*MAX_NIFTI_BYTES"):
+            read_nifti_array(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20  # nothing of the declared size was allocated
+
+
+def test_header_checks_before_the_data(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"cplx.nii.gz: the header declares data of type complex64"):
+        read_nifti_array(_header_only(tmp_path / "cplx.nii.gz", (4, 4), np.complex64))
+    with pytest.raises(ValueError, match=r"short.nii: truncated: the header declares a 64x64 float32 image .* but the file holds 352 bytes"):
+        read_nifti_array(_header_only(tmp_path / "short.nii", (64, 64), np.float32, gz=False))
+    # a cut .nii.gz cannot be measured before reading: the read fails with a reason, never an empty one
+    with pytest.raises(ValueError, match=r"cut.nii.gz: the NIfTI data cannot be read \(\w+: .+\)"):
+        read_nifti_array(_header_only(tmp_path / "cut.nii.gz", (64, 64), np.float32))
+    # the limit is documented and changeable
+    good = _save(tmp_path / "good.nii.gz", np.ones((16, 16), np.float32))
+    monkeypatch.setattr("segreg_lite.nifti.MAX_NIFTI_BYTES", 512)
+    with pytest.raises(ValueError, match=r"16x16 float32 image, 1.0 KB in memory, over the limit of 512 bytes"):
+        read_nifti_array(good)
+    monkeypatch.setattr("segreg_lite.nifti.MAX_NIFTI_BYTES", 2048)
+    assert read_nifti_array(good).shape == (16, 16)
+
+
+def test_a_huge_header_in_a_folder_fails_before_any_data_is_read(tmp_path):
+    rng = np.random.default_rng(8)
+    _pair(tmp_path, "a", *_slice(rng))
+    _header_only(tmp_path / "b_image.nii.gz", (20000, 20000), np.float32)
+    _save(tmp_path / "b_label.nii.gz", np.zeros(SHAPE, np.uint8))
+    with pytest.raises(ValueError, match="b_image.nii.gz: the header declares a 20000x20000 float32 image"):
+        load_nifti_folder(tmp_path)
