@@ -7,6 +7,13 @@ redistribution, so :func:`download_oasis2d` fetches it into a cache and verifies
 the expected layout, no member leaving the target folder, a checksum given or recorded on first
 download), and :func:`load_oasis2d` reads it into arrays.
 
+Extraction is done here, member by member, after every member has been checked, from the one
+open file that was hashed and checked, so it is equally safe on every Python this package
+supports (tarfile's ``data`` filter exists only from 3.11.4 / 3.12) and nothing can swap the
+file between the checks and the extraction. It goes to a temporary folder renamed into place
+once complete, with a marker file written last; :func:`load_oasis2d` refuses a folder without
+the marker, and :func:`download_oasis2d` replaces an incomplete extraction in its cache.
+
 References: A. Hoopes, M. Hoffmann, B. Fischl, J. Guttag, A. V. Dalca, "HyperMorph: Amortized
 Hyperparameter Learning for Image Registration", IPMI 2021 (the 2D slices). D. S. Marcus et al.,
 "Open Access Series of Imaging Studies (OASIS): Cross-sectional MRI Data in Young, Middle Aged,
@@ -21,11 +28,13 @@ import os
 import shutil
 import tarfile
 import tempfile
+import warnings
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 
-from segreg_lite.io import write_json
+from segreg_lite.io import read_json, write_json
 from segreg_lite.labels import SEG4_NAMES, check_image, check_labels, rescale_unit
 from segreg_lite.nifti import read_nifti_array
 
@@ -33,6 +42,13 @@ OASIS_URL = "https://surfer.nmr.mgh.harvard.edu/ftp/data/neurite/data/neurite-oa
 USER_AGENT = "segreg-lite/0.1 (+research download)"
 SUBJECT_GLOB = "OASIS_OAS1_*_MR1"
 MARKER = ".segreg_lite_extracted.json"  # written last: its presence means the folder is complete
+#: SHA-256 of the archive at OASIS_URL, to be pinned here as soon as it is known; while it is
+#: None the first download is unverified (download_oasis2d warns) and its hash is recorded.
+OASIS_SHA256: str | None = None
+
+
+class UnverifiedDownload(UserWarning):
+    """The archive was downloaded without a known checksum to verify it against."""
 
 
 def default_cache_dir() -> Path:
@@ -40,24 +56,33 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SEGREG_CACHE") or Path.home() / ".cache" / "segreg_lite")
 
 
-def _file_hash(path: Path, alg: str = "sha256") -> str:
+def _stream_hash(f: BinaryIO, alg: str = "sha256") -> str:
+    """The hash of an open file from its start; leaves it at the start."""
+    f.seek(0)
     h = hashlib.new(alg)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+    f.seek(0)
     return h.hexdigest()
 
 
-def _verify(path: Path, expected: str, hint: str = "") -> None:
-    """Check ``path`` against ``expected`` (``'<hex>'`` = sha256, or ``'md5:<hex>'`` etc.)."""
+def _file_hash(path: Path, alg: str = "sha256") -> str:
+    with open(path, "rb") as f:
+        return _stream_hash(f, alg)
+
+
+def _verify(path: Path, expected: str, hint: str = "", f: BinaryIO | None = None) -> None:
+    """Check ``path`` (read through ``f`` if given) against ``expected`` (``'<hex>'`` = sha256,
+    or ``'md5:<hex>'`` etc.)."""
     alg, _, want = expected.rpartition(":")
-    got = _file_hash(path, alg.lower() or "sha256")
+    got = _stream_hash(f, alg.lower() or "sha256") if f is not None else _file_hash(path, alg.lower() or "sha256")
     if got != want.lower():
         raise ValueError(f"{path}: checksum mismatch: expected {expected}, got {alg + ':' if alg else ''}{got}{hint}")
 
 
-def _check_members(tf: tarfile.TarFile, archive: Path, target: Path) -> None:
-    """Refuse unsafe members, a truncated archive and a wrong layout before extracting anything."""
+def _check_members(tf: tarfile.TarFile, archive: Path, target: Path) -> int:
+    """Refuse unsafe members, a truncated archive and a wrong layout before extracting anything;
+    returns the number of subjects (folders with a slice_norm image)."""
     root = os.path.abspath(target)
     parts_seen: dict[tuple[str, ...], set[str]] = {}
     for m in tf.getmembers():
@@ -75,50 +100,78 @@ def _check_members(tf: tarfile.TarFile, archive: Path, target: Path) -> None:
     end = tf.fileobj.read(tarfile.BLOCKSIZE)
     if len(end) < tarfile.BLOCKSIZE or end.strip(b"\0"):
         raise ValueError(f"{archive}: tar archive is truncated (download interrupted?); delete it and download again")
+    subjects = sum("slice_norm.nii.gz" in f for f in parts_seen.values())
     if not any({"slice_norm.nii.gz", "slice_seg4.nii.gz"} <= f for f in parts_seen.values()):
         raise ValueError(f"{archive}: not the neurite-OASIS 2D layout (no {SUBJECT_GLOB}/slice_norm.nii.gz "
                          f"with slice_seg4.nii.gz); is this the right file?")
+    return subjects
+
+
+def _extract_members(tf: tarfile.TarFile, dest: Path) -> None:
+    """Write the (checked) regular files and folders of ``tf`` below ``dest``, nothing else: no
+    links, devices or permission bits from the archive (what tarfile's ``data`` filter does,
+    written out so that it holds on every Python)."""
+    root = os.path.abspath(dest)
+    for m in tf.getmembers():
+        parts = [p for p in PurePosixPath(m.name).parts if p not in (".", "")]
+        path = os.path.normpath(os.path.join(root, *parts)) if parts else root
+        if os.path.commonpath([root, path]) != root:  # checked already; kept next to the write
+            raise ValueError(f"archive member '{m.name}' would land outside {dest}")
+        if m.isdir():
+            os.makedirs(path, exist_ok=True)
+        elif m.isfile():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            src = tf.extractfile(m)
+            with open(path, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.chmod(path, 0o644)
 
 
 def extract_oasis2d(archive: str | os.PathLike, target_dir: str | os.PathLike, *,
-                    expected_sha256: str | None = None) -> Path:
+                    expected_sha256: str | None = None, replace_incomplete: bool = False) -> Path:
     """Check the archive and extract it to ``target_dir``; returns ``target_dir``.
 
-    Checks, in order: the checksum (if given), that it is a readable and complete tar, that no
-    member is a link/device or lands outside ``target_dir``, and the OASIS layout. Extraction goes
-    to a temporary sibling renamed onto ``target_dir`` only on success. A complete
-    ``target_dir`` (marker present) is reused as is; an incomplete one is an error.
+    Checks, in order, on one open file: the checksum (if given), that it is a readable and
+    complete tar, that no member is a link/device or lands outside ``target_dir``, and the OASIS
+    layout. Extraction goes to a temporary sibling renamed onto ``target_dir`` only on success,
+    with the marker written last. A complete ``target_dir`` (marker present) is reused as is. An
+    incomplete one is a FileExistsError, unless ``replace_incomplete`` (the download cache's
+    own folder), which deletes it, and leftovers of killed extractions, and extracts again.
     """
     archive, target = Path(archive), Path(target_dir)
     if (target / MARKER).is_file():
         return target
+    if replace_incomplete:
+        for stale in target.parent.glob(f".{target.name}.*.partial"):  # killed extractions
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.is_dir():
+            shutil.rmtree(target)
     if target.exists():
-        raise FileExistsError(f"{target} exists but is not a complete extraction; delete it and try again")
+        raise FileExistsError(f"{target} exists but is not a complete extraction (no {MARKER}); delete it and try again")
     if not archive.is_file():
         raise FileNotFoundError(f"archive {archive} does not exist")
-    if expected_sha256:
-        _verify(archive, expected_sha256)
-    try:
-        with tarfile.open(archive, "r:*") as tf:
-            _check_members(tf, archive, target)
-    except (tarfile.TarError, EOFError, OSError) as err:
-        raise ValueError(f"{archive}: not a readable tar archive ({err}); the server may have sent "
-                         f"an HTML page or the download was cut, delete it and download again") from err
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        with tarfile.open(archive, "r:*") as tf:
-            # The data filter (Python >= 3.11.4 / 3.12) repeats the safety checks inside tarfile.
-            kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tf.extractall(tmp, **kwargs)
-        write_json(tmp / MARKER, {"archive": archive.name, "sha256": _file_hash(archive)})
-        os.replace(tmp, target)
-    except (tarfile.TarError, EOFError) as err:
-        raise ValueError(f"{archive}: tar archive could not be extracted ({err}); "
-                         f"delete it and download again") from err
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with open(archive, "rb") as f:  # opened once: hashed, checked and extracted from the same file
+        if expected_sha256:
+            _verify(archive, expected_sha256, f=f)
+        sha256 = _stream_hash(f)
+        try:
+            tf = tarfile.open(fileobj=f, mode="r:*")
+            subjects = _check_members(tf, archive, target)
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise ValueError(f"{archive}: not a readable tar archive ({err}); the server may have sent "
+                             f"an HTML page or the download was cut, delete it and download again") from err
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        try:
+            _extract_members(tf, tmp)
+            write_json(tmp / MARKER, {"archive": archive.name, "sha256": sha256, "subjects": subjects})
+            os.replace(tmp, target)
+        except (tarfile.TarError, EOFError) as err:
+            raise ValueError(f"{archive}: tar archive could not be extracted ({err}); "
+                             f"delete it and download again") from err
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -126,13 +179,17 @@ def download_oasis2d(cache_dir: str | os.PathLike | None = None, *, url: str = O
                      known_hash: str | None = None, progress: bool = True) -> Path:
     """Download (once) and extract neurite-OASIS 2D into ``cache_dir``; returns the extracted folder.
 
-    ``known_hash`` is a sha256 hex digest (or ``'md5:<hex>'``). Without it, the sha256 of the
-    first download that passes the checks is recorded in ``<archive>.sha256.json`` and every
-    later use of the cached archive is verified against that record. Please follow the OASIS data
-    use terms: do not redistribute the data.
+    ``known_hash`` is a sha256 hex digest (or ``'md5:<hex>'``); for :data:`OASIS_URL` it defaults
+    to :data:`OASIS_SHA256`. Without one, the first download is unverified, and an
+    :class:`UnverifiedDownload` warning says so; its sha256 is recorded in
+    ``<archive>.sha256.json`` and every later use of the cached archive is verified against that
+    record. An incomplete extraction in the cache (a killed run) is removed and redone. Please
+    follow the OASIS data use terms: do not redistribute the data.
     """
     import pooch  # only the download path needs it
 
+    if known_hash is None and url == OASIS_URL:
+        known_hash = OASIS_SHA256
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     fname = url.rstrip("/").rsplit("/", 1)[-1]
     target = cache / fname.removesuffix(".tar")
@@ -143,17 +200,27 @@ def download_oasis2d(cache_dir: str | os.PathLike | None = None, *, url: str = O
     archive = Path(pooch.retrieve(url, known_hash=known_hash, fname=fname, path=cache, downloader=downloader))
     if known_hash:
         _verify(archive, known_hash)
+    recorded = None
     if record.is_file():
-        recorded = json.loads(record.read_text())["sha256"]
-        _verify(archive, recorded, hint=f" (recorded in {record} at first download; delete both to download again)")
+        held = read_json(record, "checksum record")
+        recorded = held.get("sha256") if isinstance(held, dict) else None
+        if not isinstance(recorded, str):
+            raise ValueError(f"{record}: damaged checksum record (no sha256); delete it and {archive} to download again")
     try:
-        extract_oasis2d(archive, target)
-    except ValueError:
-        if not record.is_file() and not known_hash:
+        extract_oasis2d(archive, target, expected_sha256=recorded, replace_incomplete=True)
+    except ValueError as err:
+        if recorded and "checksum mismatch" in str(err):
+            raise ValueError(f"{err} (recorded in {record} at first download; delete both to download again)") from None
+        if recorded is None and not known_hash:
             archive.unlink(missing_ok=True)  # unverified and unusable: let the next call download again
         raise
-    if not record.is_file():
-        write_json(record, {"url": url, "file": fname, "sha256": _file_hash(archive)})
+    if recorded is None:
+        sha256 = json.loads((target / MARKER).read_text())["sha256"]
+        write_json(record, {"url": url, "file": fname, "sha256": sha256})
+        if not known_hash:
+            warnings.warn(f"{archive} was downloaded unverified: segreg-lite has no known checksum for it yet. Its "
+                          f"SHA-256 is {sha256}; it is recorded in {record} and later uses are checked against it. "
+                          "Compare it with a trusted source if you can.", UnverifiedDownload, stacklevel=2)
     return target
 
 
@@ -187,19 +254,39 @@ def _data_root(root: Path) -> Path:
     return inner[0]
 
 
+def _check_complete(given: Path, root: Path, subjects: list[str]) -> None:
+    """Refuse a folder without the extraction marker, or with fewer subjects than it records."""
+    marker = next((d / MARKER for d in (given, root) if (d / MARKER).is_file()), None)
+    if marker is None:
+        raise ValueError(f"{given} has no {MARKER}: it was not made by extract_oasis2d, or its extraction did not "
+                         "finish, and an incomplete folder would load only some subjects. Extract it again "
+                         "(download_oasis2d does), or pass require_marker=False if you made it yourself and know it "
+                         "is complete")
+    held = read_json(marker, "extraction marker")
+    expected = held.get("subjects") if isinstance(held, dict) else None
+    if isinstance(expected, int) and len(subjects) != expected:
+        raise ValueError(f"{root} holds {len(subjects)} of the {expected} subjects it was extracted with: files were "
+                         "removed since; delete the folder and extract it again")
+
+
 def load_oasis2d(root: str | os.PathLike, *, labels: str = "seg4", max_subjects: int | None = None,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, require_marker: bool = True) -> dict:
     """Load the extracted neurite-OASIS 2D slices, subjects in sorted order.
 
     ``labels``: ``"seg4"`` (the package's 5-class table) or ``"seg24"`` (names read from
-    ``seg24_labels.txt``). Returns ``{"images": float32 (N, 1, H, W) in [0, 1] (min-max per
+    ``seg24_labels.txt``). The folder must hold the marker that :func:`extract_oasis2d` writes
+    last, and every subject it counted (``require_marker=False`` skips the check, for a folder
+    you extracted yourself). Returns ``{"images": float32 (N, 1, H, W) in [0, 1] (min-max per
     slice), "labels": int64 (N, H, W), "subjects": list[str], "label_names": tuple[str, ...]}``.
     """
     if labels not in ("seg4", "seg24"):
         raise ValueError(f"labels must be 'seg4' or 'seg24', got {labels!r}")
-    root = _data_root(Path(root))
-    names = SEG4_NAMES if labels == "seg4" else read_label_table(root / "seg24_labels.txt")
+    given = Path(root)
+    root = _data_root(given)
     subjects = sorted(d.name for d in root.glob(SUBJECT_GLOB) if (d / "slice_norm.nii.gz").is_file())
+    if require_marker:
+        _check_complete(given, root, subjects)
+    names = SEG4_NAMES if labels == "seg4" else read_label_table(root / "seg24_labels.txt")
     if max_subjects is not None:
         subjects = subjects[: max(int(max_subjects), 0)]
     if not subjects:

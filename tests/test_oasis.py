@@ -96,10 +96,10 @@ def test_label_values_validated(tmp_path):
     s = sorted(SUBJECTS)[1]
     _save(tmp_path / s / "slice_seg4.nii.gz", np.full(SHAPE, 5, np.uint8))
     with pytest.raises(ValueError, match=rf"{s}.*slice_seg4.*\[5\]"):
-        oasis.load_oasis2d(tmp_path)
+        oasis.load_oasis2d(tmp_path, require_marker=False)
     _save(tmp_path / s / "slice_seg24.nii.gz", np.full(SHAPE, 24, np.uint8))  # table has 0..23
     with pytest.raises(ValueError, match=r"slice_seg24.*\[24\]"):
-        oasis.load_oasis2d(tmp_path, labels="seg24")
+        oasis.load_oasis2d(tmp_path, labels="seg24", require_marker=False)
 
 
 def test_read_label_table_gaps_and_errors(tmp_path):
@@ -192,7 +192,7 @@ def test_reuse_and_incomplete_target(archive, tmp_path):
 
 def test_nested_root_is_found(tmp_path):
     make_tree(tmp_path / "wrap" / "inner")
-    assert len(oasis.load_oasis2d(tmp_path / "wrap")["subjects"]) == 3
+    assert len(oasis.load_oasis2d(tmp_path / "wrap", require_marker=False)["subjects"]) == 3
     with pytest.raises(FileNotFoundError, match="does not exist"):
         oasis.load_oasis2d(tmp_path / "nowhere")
 
@@ -226,7 +226,8 @@ def test_download_records_and_verifies_hash(archive, tmp_path, monkeypatch):
     fake = FakeRetrieve(tar)
     monkeypatch.setattr(pooch, "retrieve", fake)
     cache = tmp_path / "cache"
-    out = oasis.download_oasis2d(cache, progress=False)
+    with pytest.warns(oasis.UnverifiedDownload, match=r"downloaded unverified: segreg-lite has no known checksum"):
+        out = oasis.download_oasis2d(cache, progress=False)
     assert out == cache / "neurite-oasis.2d.v1.0"
     assert len(oasis.load_oasis2d(out)["subjects"]) == 3
     dl = fake.calls[0]["downloader"]
@@ -264,3 +265,92 @@ def test_download_known_hash_and_html(archive, tmp_path, monkeypatch):
         oasis.download_oasis2d(tmp_path / "c3", progress=False)
     # the unusable file is dropped and no hash recorded, so the next call downloads again
     assert sorted(p.name for p in (tmp_path / "c3").iterdir()) == []
+
+
+def test_load_refuses_a_folder_without_the_marker(archive, tmp_path):
+    # Issue 14: a folder without the completion marker loaded 3 of 7 subjects without a word.
+    make_tree(tmp_path / "manual")
+    with pytest.raises(ValueError, match=r"manual has no \.segreg_lite_extracted\.json.*require_marker=False"):
+        oasis.load_oasis2d(tmp_path / "manual")
+    assert len(oasis.load_oasis2d(tmp_path / "manual", require_marker=False)["subjects"]) == 3
+    tar, _ = archive
+    out = oasis.extract_oasis2d(tar, tmp_path / "out")
+    assert json.loads((out / oasis.MARKER).read_text())["subjects"] == 3
+    shutil.rmtree(out / sorted(SUBJECTS)[0])  # a subject lost after extraction
+    with pytest.raises(ValueError, match="holds 2 of the 3 subjects it was extracted with"):
+        oasis.load_oasis2d(out)
+
+
+def test_an_incomplete_extraction_in_the_cache_is_redone(archive, tmp_path, monkeypatch):
+    import pooch
+
+    tar, truth = archive
+    monkeypatch.setattr(pooch, "retrieve", FakeRetrieve(tar))
+    cache = tmp_path / "cache"
+    with pytest.warns(oasis.UnverifiedDownload):
+        out = oasis.download_oasis2d(cache, progress=False)
+    # a run killed mid-extraction: the folder lacks its marker and a temporary folder is left
+    (out / oasis.MARKER).unlink()
+    shutil.rmtree(out / sorted(SUBJECTS)[2])
+    (cache / ".neurite-oasis.2d.v1.0.x1y2.partial" / "OASIS_OAS1_0001_MR1").mkdir(parents=True)
+    assert oasis.download_oasis2d(cache, progress=False) == out  # verified against the record: no warning
+    assert oasis.load_oasis2d(out)["subjects"] == sorted(SUBJECTS)
+    assert sorted(p.name for p in cache.iterdir()) == ["neurite-oasis.2d.v1.0", "neurite-oasis.2d.v1.0.tar",
+                                                       "neurite-oasis.2d.v1.0.tar.sha256.json"]
+    # a folder the user named is never deleted: it stays an error
+    (out / oasis.MARKER).unlink()
+    with pytest.raises(FileExistsError, match="not a complete extraction"):
+        oasis.extract_oasis2d(tar, out)
+
+
+def test_a_pinned_checksum_is_used_by_default(archive, tmp_path, monkeypatch):
+    import warnings
+
+    import pooch
+
+    tar, _ = archive
+    monkeypatch.setattr(pooch, "retrieve", FakeRetrieve(tar))
+    monkeypatch.setattr(oasis, "OASIS_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match="checksum mismatch: expected 0{64}"):
+        oasis.download_oasis2d(tmp_path / "c1", progress=False)
+    monkeypatch.setattr(oasis, "OASIS_SHA256", hashlib.sha256(tar.read_bytes()).hexdigest())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # verified: no 'unverified' warning
+        assert (oasis.download_oasis2d(tmp_path / "c2", progress=False) / oasis.MARKER).is_file()
+
+
+def test_extraction_is_safe_without_the_data_filter_and_opens_the_archive_once(tmp_path, monkeypatch):
+    # Python < 3.11.4 has no tarfile.data_filter; extraction must not depend on it, nor on
+    # extractall, and must read the archive through the one file it checked.
+    import builtins
+
+    make_tree(tmp_path / "src")
+    suid = tarfile.TarInfo("OASIS_OAS1_0001_MR1/setuid_tool")
+    suid.size, suid.mode = 3, 0o4755
+    tar = make_tar(tmp_path / "src", tmp_path / "oasis.tar", extra=[(suid, b"#!\n")])
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    monkeypatch.setattr(tarfile.TarFile, "extractall", lambda *a, **k: pytest.fail("extractall used"))
+    monkeypatch.setattr(tarfile.TarFile, "extract", lambda *a, **k: pytest.fail("extract used"))
+    opened, real_open, real_tar_open = [], builtins.open, tarfile.open
+
+    def counting_open(file, *args, **kwargs):
+        if str(file) == str(tar):
+            opened.append("open")
+        return real_open(file, *args, **kwargs)
+
+    def counting_tar_open(*args, **kwargs):
+        opened.append("tarfile.open" + ("(fileobj)" if kwargs.get("fileobj") is not None else f"({args[0]})"))
+        return real_tar_open(*args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(tarfile, "open", counting_tar_open)
+    out = oasis.extract_oasis2d(tar, tmp_path / "out", expected_sha256=hashlib.sha256(tar.read_bytes()).hexdigest())
+    assert opened == ["open", "tarfile.open(fileobj)"]
+    assert (out / "OASIS_OAS1_0001_MR1" / "setuid_tool").stat().st_mode & 0o7777 == 0o644
+    assert len(oasis.load_oasis2d(out)["subjects"]) == 3
+    for member, message in [(_member("../evil.txt"), "would land outside"),
+                            (_member("evil_link", tarfile.SYMTYPE, link="/etc/passwd"), "link or device")]:
+        bad = make_tar(tmp_path / "src", tmp_path / "bad.tar", extra=[member])
+        with pytest.raises(ValueError, match=message):
+            oasis.extract_oasis2d(bad, tmp_path / "bad")
+        assert not (tmp_path / "bad").exists() and not (tmp_path / "evil.txt").exists()
