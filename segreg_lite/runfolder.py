@@ -164,10 +164,12 @@ class RunFolder:
             except OSError as err:
                 raise RunFolderError(f"cannot write in {self.path}: {err.strerror or err}") from None
             if not _try_lock(fd):
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() if hasattr(os, "pread") else ""
+                holder = _holder(fd)
                 os.close(fd)
                 raise FolderBusy(f"{self.path} is in use by another segreg-lite run (process "
                                  f"{holder or 'id unknown'}); wait for it to end or choose another output folder")
+            os.ftruncate(fd, 0)  # say who holds it at once: a run refused now names this process
+            os.write(fd, f"{os.getpid()}\n".encode())
             # The holder unlinks the file just before releasing it: a lock won on that unlinked
             # file protects nothing, so check that the path still names the file we locked.
             try:
@@ -177,8 +179,6 @@ class RunFolder:
             if same:
                 break
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def _require_lock(self) -> None:
@@ -367,12 +367,15 @@ def make_folder(path: str | os.PathLike, *, probe: bool = False) -> bool:
             raise RunFolderError(f"cannot create the folder {p}: {blocker} is a file")
         try:
             p.mkdir(parents=True)
+            created = True
+        except FileExistsError:
+            if not p.is_dir():  # made by another process at the same moment: fine if a folder
+                raise RunFolderError(f"{p} is a file, not a folder: choose another output folder") from None
         except PermissionError:
             top = next((a for a in p.parents if a.exists()), p.parent)
             raise RunFolderError(f"cannot create the folder {p}: no permission to write in {top}") from None
         except OSError as err:
             raise RunFolderError(f"cannot create the folder {p}: {err.strerror or err}") from None
-        created = True
     if probe:
         import tempfile
 
@@ -384,6 +387,20 @@ def make_folder(path: str | os.PathLike, *, probe: bool = False) -> bool:
         except OSError as err:
             raise RunFolderError(f"cannot write in {p}: {err.strerror or err}") from None
     return created
+
+
+def _holder(fd: int, wait: float = 0.5) -> str:
+    """The process id written in a held lock file; the holder writes it right after locking, so
+    a run that arrives in between waits up to ``wait`` seconds for it ("" if it never comes)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        if text.isdigit() or time.monotonic() > deadline:
+            return text if text.isdigit() else ""
+        time.sleep(0.01)
 
 
 def _try_lock(fd: int) -> bool:
