@@ -177,13 +177,18 @@ class _Run:
                 self.log(stale)
             model = None
             if path.exists():
-                ckpt = load_checkpoint(path)
-                diff = differences(ckpt.extra.get("fingerprint"), fp)
-                if diff:
+                try:
+                    ckpt = load_checkpoint(path)
+                except ValueError as err:  # ours (listed in the manifest) but unreadable: made again
                     path.unlink()
-                    self.log(f"{path} was made by another run (differs in {', '.join(diff)}); removed, computing again")
+                    self.log(f"{err}; removed, computing again")
                 else:
-                    model = ckpt.models[which]
+                    diff = differences(ckpt.extra.get("fingerprint"), fp)
+                    if diff:
+                        path.unlink()
+                        self.log(f"{path} was made by another run (differs in {', '.join(diff)}); removed, computing again")
+                    else:
+                        model = ckpt.models[which]
             if model is None:
                 seg, reg = new_models(self.config, self.num_classes, self.seed)
                 d = self.data

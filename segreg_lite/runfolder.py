@@ -300,6 +300,10 @@ class RunFolder:
             if not differ:
                 return
             if not overwrite:
+                if "segreg_lite" in spec and "segreg_lite" not in held:
+                    raise RunFolderError(f"{self.path} holds a run written by a segreg-lite without fingerprints, so its "
+                                         "results cannot be checked against this run; pass overwrite=True (--overwrite) "
+                                         "to run it again, or choose another output folder")
                 raise RunFolderError(f"{self.path} holds another run (differs in {', '.join(differ)}); "
                                      "choose another output folder or pass overwrite=True (--overwrite)")
             self.clear()

@@ -214,6 +214,14 @@ def test_leftovers_and_damaged_files(tmp_path):
     assert not orphan.exists() and any("removed checkpoints/.joint.pt.q8w7e6r5.tmp" in line for line in logged)
     assert any("supervised.json: damaged method result" in line for line in logged)
     assert _dice(again) == _dice(first)
+    aug = run_experiment(data, tmp_path / "aug", **{**kw, "methods": ["supervised_aug"]})
+    (tmp_path / "aug" / "methods" / "supervised_aug.json").unlink()
+    ckpt = tmp_path / "aug" / "checkpoints" / "pretrained_seg.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # damaged in place (a disk error, a bad copy)
+    logged.clear()
+    assert _dice(run_experiment(data, tmp_path / "aug", log=logged.append, **{**kw, "methods": ["supervised_aug"]}),
+                 "supervised_aug") == _dice(aug, "supervised_aug")
+    assert any("pretrained_seg.pt' is not a readable checkpoint" in line and "computing again" in line for line in logged)
     (out / "run.json").write_text("not json")
     with pytest.raises(ValueError, match=r"run.json: damaged run description: not valid JSON"):
         run_experiment(data, out, **kw)

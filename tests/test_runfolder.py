@@ -151,8 +151,8 @@ def test_a_folder_written_before_manifests_is_still_ours(tmp_path):
     (out / "run.json").write_text(json.dumps({"config": {}, "split": {}, "seed": 0}))
     for rel in ("methods/joint.json", "checkpoints/joint.pt", "results.json", "results.csv"):
         (out / rel).write_text("x")
-    with RunFolder(out) as folder, pytest.raises(RunFolderError, match="another run"):
-        folder.start(SPEC)  # no fingerprint, no version: another run
+    with RunFolder(out) as folder, pytest.raises(RunFolderError, match="written by a segreg-lite without fingerprints"):
+        folder.start({**SPEC, "segreg_lite": "0.1.0"})  # no fingerprint, no version: never read back
     with RunFolder(out) as folder:
         folder.start(SPEC, overwrite=True)
     assert _files(out) == [MANIFEST, "run.json"]
