@@ -102,3 +102,22 @@ def test_sweep_command(tmp_path, capsys):
     assert "upper_bound" in out and "20%" in out and (tmp_path / "s" / "full-s0" / "results.json").exists()
     assert main(args[:-2] + ["--seeds", "0,x", "--out", str(tmp_path / "t")]) == 2
     assert "comma-separated ints" in capsys.readouterr().err and not (tmp_path / "t").exists()
+
+
+def test_a_run_is_finished_only_if_its_results_carry_its_fingerprint(tmp_path):
+    data, root = _data(), tmp_path / "sweep"
+    kw = dict(fractions=(0.5,), seeds=(0,), methods=("supervised",), config=CFG, device="cpu", progress=False)
+    first = run_sweep(data, root, **kw)
+    path = root / "f0.5-s0" / "methods" / "supervised.json"
+    held = json.loads(path.read_text())
+    held["fingerprint"]["data"] = "0" * 16  # made from other data
+    path.write_text(json.dumps(held))
+    logged = []
+    again = run_sweep(data, root, **kw, log=logged.append)
+    assert "1 to run" in logged[0] and any("differs in data" in line for line in logged)
+    assert again[0]["methods"]["supervised"]["metrics"]["dice"] == first[0]["methods"]["supervised"]["metrics"]["dice"]
+    (root / "f0.5-s0" / "results.json").write_text("{")
+    with pytest.raises(ValueError, match=r"f0.5-s0/results.json: damaged results file: not valid JSON"):
+        collect_sweep(root)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        plan_sweep(root, fractions=(0.5,), seeds=(-1,))
