@@ -31,6 +31,7 @@ import functools
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from segreg_lite import __version__
@@ -187,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--out", default="results/run", help="output folder (default results/run)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run with other settings held in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run with other settings held in --out (removes only the files segreg-lite wrote there)")
     p.add_argument("--smoke", action="store_true", help="tiny schedules: checks every code path in seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
@@ -230,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            if not args.debug:  # a warning is one line too ("the download is unverified"), --debug shows where
+                warnings.showwarning = lambda message, category, *rest, **kw: print(
+                    f"segreg-lite: warning: {' '.join(str(message).split())}", file=sys.stderr)
+            return args.func(args)
     except (ValueError, OSError) as err:  # bad input, damaged or foreign files, folders that cannot be written
         if args.debug:
             traceback.print_exc()
