@@ -172,8 +172,8 @@ def make_split(n_subjects: int, *, seed: int = 0, fraction: float = 0.01,
     """
     if not _is_int(n_subjects):
         raise ValueError(f"n_subjects must be an integer, got {n_subjects!r}")
-    if not _is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not _is_int(seed) or seed < 0:  # numpy's generators take no negative seed
+        raise ValueError(f"seed must be a non-negative integer (0, 1, 2, ...), got {seed!r}")
     if (not isinstance(fraction, numbers.Real) or isinstance(fraction, bool)
             or not 0.0 < fraction <= 1.0):  # the comparison is False for NaN
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")

@@ -77,6 +77,12 @@ def test_subjects_kept():
     assert s.subjects == tuple(ids)
 
 
+def test_bad_seed():
+    for seed in (-1, 1.5, "0", True):
+        with pytest.raises(ValueError, match=f"seed must be a non-negative integer .*got {seed!r}"):
+            make_split(20, seed=seed)
+
+
 @pytest.mark.parametrize("fraction", [0.0, -0.1, 1.01, float("nan"), float("inf")])
 def test_bad_fraction(fraction):
     with pytest.raises(ValueError, match="fraction"):
