@@ -27,10 +27,11 @@ What :class:`RunFolder` guarantees:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -186,10 +187,13 @@ class RunFolder:
             raise RuntimeError("RunFolder: use it as a context manager (with RunFolder(path) as folder: ...)")
 
     # -- files --------------------------------------------------------------------------------
-    def _all_files(self) -> list[str]:
-        """Every file below the folder, relative POSIX paths, without the lock file."""
-        return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
-                      if (p.is_file() or p.is_symlink()) and p.name != LOCK)
+    def _files_below(self) -> Iterator[str]:
+        """Every file below the folder (relative POSIX paths, lazily), without the lock file."""
+        return (p.relative_to(self.path).as_posix() for p in self.path.rglob("*")
+                if (p.is_file() or p.is_symlink()) and p.name != LOCK)
+
+    def _empty(self) -> bool:
+        return not any(p.name != LOCK for p in self.path.iterdir())
 
     def _remove_temp_files(self) -> list[str]:
         removed = []
@@ -247,17 +251,18 @@ class RunFolder:
             return False
         return isinstance(held, dict) and {"config", "split"} <= set(held)
 
-    def foreign(self) -> list[str]:
-        """Files here that segreg-lite did not write (relative paths)."""
+    def foreign(self, first: int | None = None) -> list[str]:
+        """Files here that segreg-lite did not write (relative paths, sorted); only the ``first``
+        found when given (an --out pointed at a home folder must not walk all of it)."""
         ours = self.ours()
-        return [f for f in self._all_files() if f not in ours]
+        return sorted(itertools.islice((f for f in self._files_below() if f not in ours), first))
 
     def clear(self) -> None:
         """Remove every file segreg-lite wrote here; refuse, naming them, if others are present."""
         self._require_lock()
-        foreign = self.foreign()
+        foreign = self.foreign(first=9)
         if foreign:
-            shown = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
+            shown = ", ".join(foreign[:8]) + (" and more" if len(foreign) > 8 else "")
             raise RunFolderError(f"{self.path} holds files that segreg-lite did not write ({shown}); overwrite removes "
                                  "only segreg-lite's own files: move those away first, or choose another output folder")
         for rel in sorted(self.ours() - {MANIFEST}) + [MANIFEST]:
@@ -307,7 +312,7 @@ class RunFolder:
                 raise RunFolderError(f"{self.path} holds another run (differs in {', '.join(differ)}); "
                                      "choose another output folder or pass overwrite=True (--overwrite)")
             self.clear()
-        elif self._all_files():
+        elif not self._empty():
             if not overwrite:
                 if self._files:
                     raise RunFolderError(f"{self.path} holds files of a segreg-lite run but no {RUN}; pass overwrite=True "

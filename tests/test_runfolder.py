@@ -256,3 +256,14 @@ def test_fingerprint_parts():
     assert data_digest(images.astype(np.float64), labels, ["bg", "a"], ["s0", "s1"]) != base
     assert differences(FP, FP) == [] and differences(None, FP) == ["fingerprint (none recorded)"]
     assert differences({**FP, "seed": 2, "config": "x"}, FP) == ["config", "seed (2 vs 0)"]
+
+
+def test_many_foreign_files_are_listed_briefly(tmp_path):
+    out = tmp_path / "home"
+    for i in range(20):
+        (out / f"d{i}").mkdir(parents=True)
+        (out / f"d{i}" / "f.txt").write_text("x")
+    with RunFolder(out) as folder, pytest.raises(RunFolderError) as err:
+        folder.start(SPEC, overwrite=True)
+    assert str(err.value).count("f.txt") == 8 and "and more" in str(err.value)
+    assert len(list(out.rglob("f.txt"))) == 20
