@@ -47,3 +47,30 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
             raise RuntimeError("killed")
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left
+
+
+def test_read_json_names_the_file_and_the_problem(tmp_path):
+    from segreg_lite.io import read_json
+
+    path = tmp_path / "results.json"
+    for text, said in [("", "it is empty"), ('{"a": ', "Expecting value at line 1, column 7")]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"results.json: damaged results file: not valid JSON \\({said}\\)"):
+            read_json(path, "results file")
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="results.json: damaged JSON file: not UTF-8"):
+        read_json(path)
+    write_json(path, {"a": [1]})
+    assert read_json(path) == {"a": [1]}
+
+
+def test_temp_names_of_killed_writes(tmp_path):
+    from segreg_lite.io import is_temp_name
+
+    seen = []
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "joint.pt") as tmp:
+            seen.append(tmp.name)
+            raise RuntimeError
+    assert is_temp_name(seen[0])  # what a write killed at this point would leave
+    assert not any(is_temp_name(n) for n in ("joint.pt", "notes.tmp", ".hidden", "run.json.tmp"))
