@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segreg_lite.losses import global_ncc_loss, local_ncc_loss, gradient_loss, one_hot, soft_dice_loss
-from segreg_lite.transforms import integrate_velocity, resize_flow, warp
+from segreg_lite.transforms import affine_field, integrate_velocity, resize_flow, warp
 
 
 class RegOutput(NamedTuple):
@@ -86,6 +86,14 @@ class RegNet(nn.Module):
             coarsest level must keep at least 2 pixels per side (a field needs two to be resized).
         diffeomorphic: treat each level's field as a stationary velocity and integrate it.
         integration_steps: scaling-and-squaring steps of the diffeomorphic variant.
+        affine: add an affine head on the coarsest encoder level. Its map (6 numbers per pair,
+            :func:`~segreg_lite.transforms.affine_field`) is the starting field of the coarsest
+            level, so the deformable residuals only correct what it leaves; it is not a residual
+            and the smoothness term does not see it. Off in the paper's network.
+        refine: every level below the coarsest also sees the moving image warped by the field so
+            far, beside the fixed image, both at its resolution (:func:`_pyramid`), so it predicts
+            what is left to align rather than re-deriving the whole motion from the unwarped pair
+            (coarse-to-fine refinement, as PWC-Net and LapIRN do). Off in the paper's network.
     """
 
     def __init__(
@@ -96,6 +104,8 @@ class RegNet(nn.Module):
         levels: int = 5,
         diffeomorphic: bool = False,
         integration_steps: int = 7,
+        affine: bool = False,
+        refine: bool = False,
     ) -> None:
         super().__init__()
         for name, value, least in (("in_channels", in_channels, 2), ("features", features, 1),
@@ -105,7 +115,8 @@ class RegNet(nn.Module):
         if in_channels % 2:
             raise ValueError(f"RegNet: in_channels counts moving + fixed channels, so must be even, got {in_channels}")
         self.config: dict[str, Any] = dict(in_channels=in_channels, features=features, levels=levels,
-                                           diffeomorphic=bool(diffeomorphic), integration_steps=integration_steps)
+                                           diffeomorphic=bool(diffeomorphic), integration_steps=integration_steps,
+                                           affine=bool(affine), refine=bool(refine))
         f = features
         self.encoder = nn.ModuleList()  # level 0 (full resolution) .. levels-1 (coarsest)
         for i in range(levels):
@@ -114,13 +125,20 @@ class RegNet(nn.Module):
         self.decoder = nn.ModuleList()  # coarsest .. finest; below the coarsest: [up(d), skip]
         self.heads = nn.ModuleList()
         for i in reversed(range(levels)):
-            width = f if i == levels - 1 else 2 * f
+            width = f if i == levels - 1 else 2 * f + (2 * (in_channels // 2) if refine else 0)
             self.decoder.append(nn.Sequential(nn.Conv2d(width, f, 3, padding=1), _act(), _ResBlock(f)))
             head = nn.Conv2d(f, 2, 3, padding=1)
             # Near-zero flow heads: every field starts at ~0 px, so training starts at the identity.
             nn.init.normal_(head.weight, std=1e-5)
             nn.init.zeros_(head.bias)
             self.heads.append(head)
+        self.affine_head = None
+        if affine:
+            # A 4x4 pooled view keeps where things are (an affine map needs position), at any size.
+            self.affine_head = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * f, 6))
+            # Zero start: the identity map, as the flow heads.
+            nn.init.zeros_(self.affine_head[-1].weight)
+            nn.init.zeros_(self.affine_head[-1].bias)
 
     def _check_input(self, moving: Tensor, fixed: Tensor) -> None:
         c = self.config["in_channels"] // 2
@@ -143,6 +161,12 @@ class RegNet(nn.Module):
         """moving, fixed: (B, 1, H, W) -> RegOutput; ``warp(moving, out.flow)`` ~ ``fixed``."""
         self._check_input(moving, fixed)
         x = torch.cat([moving, fixed], dim=1)  # (B, 2, H, W)
+        refine = self.config["refine"]
+        if refine:  # each level's images, coarsest first, on the grid of the fields
+            sizes = [tuple(moving.shape[-2:])]
+            for _ in range(1, self.config["levels"]):
+                sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
+            movings, fixeds = _pyramid(moving, sizes)[::-1], _pyramid(fixed, sizes)[::-1]
         skips: list[Tensor] = []
         for block in self.encoder:
             x = block(x)  # (B, F, H / 2**i, W / 2**i)
@@ -150,15 +174,24 @@ class RegNet(nn.Module):
         d, field = None, None
         flows: list[Tensor] = []
         residuals: list[Tensor] = []
-        for block, head in zip(self.decoder, self.heads):
+        for level, (block, head) in enumerate(zip(self.decoder, self.heads)):
             skip = skips.pop()  # coarsest first
             if d is not None:
                 d = F.interpolate(d, size=skip.shape[-2:], mode="bilinear", align_corners=True)
                 skip = torch.cat([d, skip], dim=1)  # (B, 2F, h, w)
+                if refine:  # the moving image as the coarser levels' (integrated) field already warps it
+                    so_far = resize_flow(flows[-1], skip.shape[-2:])  # (B, 2, h, w)
+                    warped = warp(movings[level], so_far).to(skip.dtype)
+                    skip = torch.cat([skip, warped, fixeds[level].to(skip.dtype)], dim=1)  # (B, 2F + 2, h, w)
             d = block(skip)  # (B, F, h, w)
             # Fields in float32 even under autocast: float16 has 0.06 px steps at 100 px.
             r = head(d).float()  # (B, 2, h, w), pixels of this level
-            field = r if field is None else resize_flow(field, r.shape[-2:]) + r
+            if field is None:
+                field = r
+                if self.affine_head is not None:
+                    field = affine_field(self.affine_head(skip).float(), r.shape[-2:]) + r  # skip: coarsest features
+            else:
+                field = resize_flow(field, r.shape[-2:]) + r
             residuals.append(r)
             if self.config["diffeomorphic"]:
                 flows.append(integrate_velocity(field, self.config["integration_steps"]))

@@ -222,6 +222,31 @@ def resize_flow(flow: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return out * scale.view(1, 2, 1, 1)
 
 
+def affine_field(params: torch.Tensor, shape_hw: Sequence[int]) -> torch.Tensor:
+    """The (B, 2, H, W) displacement field of a batch of affine maps ``params`` (B, 6).
+
+    ``params = (a00, a01, a10, a11, t0, t1)`` act on normalised coordinates ``n`` in [-1, 1]
+    (row, column; -1 and 1 are the first and last pixel centres, as in :func:`warp`): the field is
+    ``A n + t`` in those units, then converted to pixels (times ``(size - 1) / 2`` per axis). So
+    zeros are the identity, and the same parameters give the same motion at every resolution:
+    ``resize_flow(affine_field(p, small), big) == affine_field(p, big)``. Used by the affine head
+    of :class:`~segreg_lite.regnet.RegNet`.
+    """
+    if not isinstance(params, torch.Tensor) or params.ndim != 2 or params.shape[1] != 6:
+        shape = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
+        raise ValueError(f"params must be a (B, 6) tensor (a00, a01, a10, a11, t0, t1), got {shape}")
+    h, w = _check_hw(shape_hw)
+    if min(h, w) < 2:
+        raise ValueError(f"affine_field needs H, W >= 2, got {(h, w)}")
+    rows = torch.linspace(-1, 1, h, device=params.device, dtype=params.dtype)
+    cols = torch.linspace(-1, 1, w, device=params.device, dtype=params.dtype)
+    n = torch.stack(torch.meshgrid(rows, cols, indexing="ij")).flatten(1)  # (2, H * W)
+    a = params[:, :4].view(-1, 2, 2)  # (B, 2, 2)
+    disp = a @ n + params[:, 4:, None]  # (B, 2, H * W), normalised units
+    half = torch.tensor([(h - 1) / 2, (w - 1) / 2], device=params.device, dtype=params.dtype)
+    return (disp * half.view(1, 2, 1)).view(-1, 2, h, w)  # pixels
+
+
 def _rotation(theta_deg: float) -> tuple[float, float, float, float]:
     # (h, w) components; positive angles turn the image anticlockwise as displayed (rows down)
     t = math.radians(theta_deg)

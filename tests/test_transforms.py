@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from segreg_lite.transforms import (
+    affine_field,
     affine_flow,
     compose,
     identity_grid,
@@ -309,3 +310,22 @@ def test_affine_inverse(theta, shift):
 def test_affine_bad_shift():
     with pytest.raises(ValueError, match="shift_px"):
         affine_flow(0.0, (1.0,), (4, 4))
+
+
+def test_affine_field_known_answers_and_resolution_independence():
+    zero = affine_field(torch.zeros(2, 6), (5, 7))
+    assert zero.shape == (2, 2, 5, 7) and zero.abs().max() == 0
+    # t0 = 1 moves every row lookup by half the height: (H - 1) / 2 pixels.
+    shift = affine_field(torch.tensor([[0.0, 0, 0, 0, 1.0, 0]]), (5, 7))
+    assert torch.allclose(shift[0, 0], torch.full((5, 7), 2.0)) and shift[0, 1].abs().max() == 0
+    # a01 = 1: the row displacement grows with the column, -3..3 normalised*half -> -(H-1)/2..(H-1)/2.
+    shear = affine_field(torch.tensor([[0.0, 1.0, 0, 0, 0, 0]]), (5, 7))
+    assert torch.allclose(shear[0, 0, 0], torch.linspace(-2, 2, 7))
+    p = torch.randn(3, 6) * 0.1
+    assert torch.allclose(resize_flow(affine_field(p, (9, 13)), (33, 49)), affine_field(p, (33, 49)), atol=1e-5)
+
+
+@pytest.mark.parametrize("params", [torch.zeros(2, 5), torch.zeros(6), "x"])
+def test_affine_field_bad_params(params):
+    with pytest.raises(ValueError, match=r"\(B, 6\)"):
+        affine_field(params, (4, 4))
