@@ -51,7 +51,11 @@ class TrainConfig:
     reg_round_lr: float = 1e-4  # Adam learning rate within a joint round
     reg_round_steps: int = 200  # registration steps per joint round (with the label term)
     diffeomorphic: bool = False  # integrate each level's field as a stationary velocity
-    local_ncc: bool = False  # local NCC (window 9) instead of global NCC
+    reg_affine: bool = True  # an affine head before the deformable levels (the cohort's subjects differ by an affine; off in the paper)
+    reg_refine: bool = True  # each finer level sees the moving image warped by the coarser field (off in the paper)
+    local_ncc: bool = True  # local NCC (window 9) instead of global NCC (the paper's)
+    reg_smoothness: float = 0.125  # multiplies the paper's smoothness weights 128, 64, 32, 16, 8 (coarsest..finest)
+    shipped_regnet: bool = True  # start from the shipped pre-trained RegNet when it fits the run (segreg_lite.pretrained)
     label_weight: float = 1.0  # weight of the warped-label Dice term in the joint phase
     # Joint method
     rounds: int = 3  # joint rounds after pre-training (paper: 10)
@@ -92,6 +96,15 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig keys {unknown}: saved by another version of segreg-lite?")
         return cls(**d)
+
+
+#: The paper's smoothness weights, coarsest level first (``TrainConfig.reg_smoothness`` scales them).
+PAPER_REG_WEIGHTS = (128.0, 64.0, 32.0, 16.0, 8.0)
+
+
+def reg_weights(config: TrainConfig) -> tuple[float, ...]:
+    """The per-level smoothness weights of ``config``, coarsest first."""
+    return tuple(w * config.reg_smoothness for w in PAPER_REG_WEIGHTS)
 
 
 #: The paper's schedule in epochs (Li et al., section 3).
@@ -137,6 +150,11 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
             reg_steps=steps(PAPER_EPOCHS["reg"], n_train),
             reg_round_lr=1e-4,
             reg_round_steps=steps(PAPER_EPOCHS["reg_round"], n_train),
+            reg_affine=False,
+            reg_refine=False,
+            local_ncc=False,
+            reg_smoothness=1.0,
+            shipped_regnet=False,
             rounds=10,
         )
     raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")

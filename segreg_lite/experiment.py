@@ -199,7 +199,7 @@ class _Run:
                 else:
                     model = reg
                     pretrain_regnet(reg, d.images, self.split, self.config, seed=self.seed,
-                                    device=self.device, progress=self.progress)
+                                    device=self.device, progress=self.progress, log=self.log)
                 self.folder.claim(path, fp)
                 save_checkpoint(path, models={which: model}, config=self.config, extra={"fingerprint": fp})
             self._pretrained[which] = model.eval()

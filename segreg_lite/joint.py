@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segreg_lite.config import TrainConfig, pick_device, seed_everything
+from segreg_lite.config import TrainConfig, pick_device, reg_weights, seed_everything
 from segreg_lite.labels import NUM_CLASSES
 from segreg_lite.losses import one_hot
 from segreg_lite.pseudo import PseudoLabels, check_mode, confidence, draw_atlases, make_pseudo_labels
@@ -57,7 +57,8 @@ def new_models(config: TrainConfig, num_classes: int, seed: int) -> tuple[UNet, 
     """Fresh segmenter and registration network as ``config`` describes them, seeded initial weights."""
     seed_everything(phase_seed(seed, 0, "init"))
     seg = UNet(num_classes=num_classes, features=config.features, dropout=config.dropout, residual=config.residual)
-    reg = RegNet(features=config.reg_features, diffeomorphic=config.diffeomorphic)
+    reg = RegNet(features=config.reg_features, diffeomorphic=config.diffeomorphic, affine=config.reg_affine,
+                 refine=config.reg_refine)
     return seg, reg
 
 
@@ -72,13 +73,31 @@ def pretrain_segmenter(seg: UNet, images: Tensor, labels: Tensor, split: Split, 
 
 
 def pretrain_regnet(reg: RegNet, images: Tensor, split: Split, config: TrainConfig, *,
-                    seed: int, device=None, progress: bool = False) -> dict:
-    """Unsupervised pre-training on random pairs of all training images. Returns the history."""
+                    seed: int, device=None, progress: bool = False, shipped: bool | None = None,
+                    log: Callable[[str], None] | None = None) -> dict:
+    """Unsupervised pre-training on random pairs of all training images. Returns the history.
+
+    With ``config.shipped_regnet`` (or ``shipped=True``) the shipped pre-trained weights
+    (:mod:`segreg_lite.pretrained`) are loaded into ``reg`` instead, when their fingerprint fits
+    this data, split and config; the history is then empty. ``log`` gets one line saying which
+    happened and why.
+    """
+    say = log if log is not None else (lambda msg: None)
+    if config.shipped_regnet if shipped is None else shipped:
+        from segreg_lite.pretrained import shipped_regnet
+
+        model, note = shipped_regnet(images, split, config)
+        if model is not None:
+            reg.load_state_dict(model.state_dict())
+            say(f"registration network: shipped pre-trained weights ({note})")
+            return {"loss": [], "similarity": [], "smoothness": [], "label": []}
+        say(f"registration network: pre-training its own for {config.reg_steps} steps; "
+            f"the shipped weights do not fit this run: {note}")
     s = phase_seed(seed, 0, "reg")
     seed_everything(s)
     return train_registration(reg, images, split.train, steps=config.reg_steps, lr=config.reg_lr,
-                              batch_size=config.batch_size, local=config.local_ncc, device=device,
-                              seed=s, amp=config.amp, progress=progress)
+                              batch_size=config.batch_size, local=config.local_ncc, reg_weights=reg_weights(config),
+                              device=device, seed=s, amp=config.amp, progress=progress)
 
 
 def _dice(soft: Tensor, truth: Tensor, num_classes: int) -> float:
@@ -275,7 +294,7 @@ def train_joint(
             reg_hist = train_registration(regnet, pool_images, range(len(pool)), steps=config.reg_round_steps,
                                           lr=config.reg_round_lr, batch_size=config.batch_size, labels=soft,
                                           num_classes=num_classes, local=config.local_ncc,
-                                          label_weight=config.label_weight, device=device, seed=s, amp=config.amp)
+                                          reg_weights=reg_weights(config), label_weight=config.label_weight, device=device, seed=s, amp=config.amp)
         # 3. New pseudo-labels; 4. evaluation.
         with timed("pseudo"):
             pseudo = _pseudo(segmenter, regnet, images, labels, split, config, mode, seed, r, device)

@@ -1,0 +1,232 @@
+"""Benchmark: the package's registration network against ANTs SyN on the same atlas -> target pairs.
+
+    python benchmarks/bench_registration.py [--subjects 300] [--data-seed 0] [--seed 0]
+        [--fractions 0.01,0.05] [--targets 20] [--presets quick,cpu] [--shipped | --no-shipped]
+        [--checkpoint FILE ...] [--no-ants] [--threads 2] [--device auto]
+
+Pairs, as the pseudo-labels of Li et al. (arXiv 2502.03229) use them: the annotated images of a
+split are the atlases (moving), the first ``--targets`` test subjects the targets (fixed); every
+atlas is registered onto every target and its one-hot label warped bilinearly. Methods, each on
+the same pairs:
+
+- ``no warp``: the atlas label as it is (the floor);
+- ``shipped``: the pre-trained RegNet that ships with the package (``segreg_lite.pretrained``),
+  when its fingerprint matches this cohort and split (otherwise a line says why it is skipped);
+- ``<preset>``: a RegNet pre-trained here by the package's own ``pretrain_regnet`` with that
+  preset's settings (``--presets``; ``paper@N`` trains the paper's settings for N steps);
+- ``--checkpoint FILE``: the regnet of any segreg-lite checkpoint;
+- ``ANTs SyN[s]``: ``antsRegistrationSyN[s]`` (rigid, affine, then SyN with local CC) from
+  ``antspyx``, the optional extra ``pip install -e .[peers]``; without it the run says so.
+
+Printed per method and split: Dice per foreground class and its mean over every pair, the
+multi-atlas Dice (argmax of the mean of the warped one-hot maps, as the pseudo-labels fuse
+them), folding (% of pixels with det J <= 0) and the std of log|J| of the full fields (ANTs':
+its composite transform as a displacement field), seconds per pair of registration (inference
+for the networks, on ``--threads`` threads; training is reported separately), and how many
+times faster than ANTs. Nothing is asserted; the figures back the presets and the book.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from segreg_lite.config import get_preset, pick_device
+from segreg_lite.experiment import load_data
+from segreg_lite.losses import one_hot
+from segreg_lite.metrics import dice_per_class, folding_fraction, log_jacobian_std
+from segreg_lite.splits import make_split
+from segreg_lite.transforms import warp
+
+
+def ants_available() -> bool:
+    try:
+        import ants  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Bad settings fail here, with the value named, before any cohort is generated."""
+    for f in args.fractions:
+        if not 0 < f < 1:
+            raise SystemExit(f"--fractions: each must be in (0, 1), got {f}")
+    if args.targets < 1:
+        raise SystemExit(f"--targets must be >= 1, got {args.targets}")
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    for p in args.presets:
+        name, _, steps = p.partition("@")
+        if steps and not steps.isdigit():
+            raise SystemExit(f"--presets: {p!r}: the steps after '@' must be a whole number")
+        try:
+            get_preset(name, n_annotated=1, n_train=1)
+        except ValueError as err:
+            raise SystemExit(f"--presets: {err}") from None
+    for path in args.checkpoint:
+        if not os.path.isfile(path):
+            raise SystemExit(f"--checkpoint: no such file: {path}")
+
+
+def score(warped: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict:
+    """warped: (T, A, K, H, W) soft maps of A atlases on T targets; truth: (T, H, W) int labels."""
+    t, a = warped.shape[:2]
+    pair = np.stack([dice_per_class(warped[i].argmax(1), truth[i].expand(a, -1, -1), num_classes) for i in range(t)])  # (T, A, K-1)
+    fused = dice_per_class(warped.mean(1).argmax(1), truth, num_classes)  # (T, K-1)
+    return {"per_class": np.nanmean(pair, axis=(0, 1)), "pair": float(np.nanmean(pair)), "multi": float(np.nanmean(fused))}
+
+
+def field_stats(flows: torch.Tensor) -> dict:
+    """flows (P, 2, H, W) -> folding % and std of log|J| (means over pairs)."""
+    return {"folding": 100 * float(folding_fraction(flows).mean()), "log_jac_std": float(np.nanmean(log_jacobian_std(flows)))}
+
+
+def run_regnet(model, atlases: torch.Tensor, atlas_labels: torch.Tensor, targets: torch.Tensor, k: int, device) -> dict:
+    """Register every atlas onto every target; returns the warped maps, fields and time per pair."""
+    from segreg_lite.register import register
+
+    a, t = len(atlases), len(targets)
+    moving = atlases.repeat(t, 1, 1, 1)  # (T * A, 1, H, W), target-major
+    fixed = targets.repeat_interleave(a, 0)
+    register(model, moving[:2], fixed[:2], device=device)  # warm-up: first calls allocate
+    start = time.perf_counter()
+    flows = register(model, moving, fixed, batch_size=16, device=device)  # (T * A, 2, H, W)
+    seconds = (time.perf_counter() - start) / len(moving)
+    warped = warp(one_hot(atlas_labels, k).repeat(t, 1, 1, 1), flows).clamp(0, 1)  # (T * A, K, H, W)
+    return {"warped": warped.view(t, a, *warped.shape[1:]), "flows": flows, "seconds": seconds}
+
+
+def run_ants(atlases: torch.Tensor, atlas_labels: torch.Tensor, targets: torch.Tensor, k: int) -> dict:
+    """antsRegistrationSyN[s] of every atlas onto every target (no labels used), as :func:`run_regnet`."""
+    import ants
+
+    onehot = one_hot(atlas_labels, k).numpy()  # (A, K, H, W)
+    warped, flows, times = [], [], []
+    for tgt in targets[:, 0].numpy():
+        fixed = ants.from_numpy(tgt.astype(np.float32))
+        for i, atl in enumerate(atlases[:, 0].numpy()):
+            moving = ants.from_numpy(atl.astype(np.float32))
+            start = time.perf_counter()
+            reg = ants.registration(fixed, moving, type_of_transform="antsRegistrationSyN[s]", random_seed=1)
+            times.append(time.perf_counter() - start)
+            maps = [ants.apply_transforms(fixed, ants.from_numpy(onehot[i, c]), reg["fwdtransforms"],
+                                          interpolator="linear").numpy() for c in range(k)]
+            warped.append(np.stack(maps))
+            # The whole transform (affine and SyN) as one displacement field in pixels: with spacing 1
+            # and origin 0, ANTs' physical axes are the array axes, and its field maps fixed points
+            # to moving ones, the backward convention of segreg_lite.transforms.warp.
+            comp = ants.apply_transforms(fixed, moving, reg["fwdtransforms"], compose=reg["fwdtransforms"][0] + "comp")
+            field = ants.image_read(comp).numpy()  # (H, W, 2)
+            flows.append(np.moveaxis(field, -1, 0))
+    t, a = len(targets), len(atlases)
+    w = torch.from_numpy(np.clip(np.stack(warped), 0, 1)).float()
+    return {"warped": w.view(t, a, *w.shape[1:]), "flows": torch.from_numpy(np.stack(flows)).float(),
+            "seconds": statistics.mean(times)}
+
+
+def train_preset(spec: str, data, split, device) -> tuple[str, torch.nn.Module, float]:
+    """A RegNet pre-trained by the package with the settings of preset ``name[@steps]``."""
+    from segreg_lite.joint import new_models, pretrain_regnet
+
+    name, _, steps = spec.partition("@")
+    config = get_preset(name, n_annotated=len(split.annotated), n_train=len(split.train))
+    if steps:
+        config = replace(config, reg_steps=int(steps))
+    reg = new_models(config, len(data.label_names), split.seed)[1]
+    start = time.perf_counter()
+    pretrain_regnet(reg, data.images, split, config, seed=split.seed, device=device, progress=True, shipped=False)
+    label = f"{name} ({config.reg_steps} steps)"
+    return label, reg, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--subjects", type=int, default=300)
+    p.add_argument("--data-seed", type=int, default=0, help="the cohort's seed")
+    p.add_argument("--seed", type=int, default=0, help="the split's seed")
+    p.add_argument("--fractions", type=lambda s: [float(x) for x in s.split(",")], default=[0.01, 0.05])
+    p.add_argument("--targets", type=int, default=20, help="test subjects used as targets")
+    p.add_argument("--presets", type=lambda s: [x for x in s.split(",") if x], default=[],
+                   help="train a RegNet per preset here (name or name@steps), e.g. quick,cpu,paper@600")
+    p.add_argument("--shipped", action=argparse.BooleanOptionalAction, default=True,
+                   help="evaluate the shipped pre-trained RegNet (default on)")
+    p.add_argument("--checkpoint", action="append", default=[], help="a checkpoint whose regnet to evaluate")
+    p.add_argument("--no-ants", action="store_true", help="skip ANTs even when antspyx is installed")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    check_args(args)
+    # ANTs (ITK) reads its thread count from the environment: the same budget as torch.
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    use_ants = not args.no_ants and ants_available()
+
+    data = load_data("cohort", n_subjects=args.subjects, seed=args.data_seed)
+    k = len(data.label_names)
+    splits = {f: make_split(len(data.images), seed=args.seed, fraction=f, subjects=data.subjects) for f in args.fractions}
+    first = splits[args.fractions[0]]
+    print(f"{data.description}; split seed {args.seed}; {args.targets} test targets; {args.threads} threads, {device}")
+
+    models: list[tuple[str, torch.nn.Module]] = []
+    if args.shipped:
+        from segreg_lite.pretrained import shipped_regnet
+
+        config = get_preset("cpu")
+        model, why = shipped_regnet(data.images, first, config)
+        if model is None:
+            print(f"shipped: skipped ({why})")
+        else:
+            models.append(("shipped", model))
+    for path in args.checkpoint:
+        from segreg_lite.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        regs = [m for m in ckpt.models.values() if type(m).__name__ == "RegNet"]
+        if not regs:
+            raise SystemExit(f"--checkpoint {path}: holds no registration network (models: {', '.join(ckpt.models)})")
+        models.append((os.path.basename(path), regs[0]))
+    for spec in args.presets:
+        label, model, seconds = train_preset(spec, data, first, device)
+        print(f"{label}: trained in {seconds / 60:.1f} min")
+        models.append((label, model))
+    if not use_ants:
+        print("ANTs SyN[s]: skipped (" + ("--no-ants" if args.no_ants else
+              "antspyx is not installed: pip install -e .[peers]") + ")")
+
+    classes = data.label_names[1:]
+    for f, split in splits.items():
+        atl = list(split.annotated)
+        tg = list(split.test)[: args.targets]
+        atlases, atlas_labels, targets = data.images[atl], data.labels[atl], data.images[tg]
+        truth = data.labels[tg]
+        rows: list[tuple[str, dict]] = []
+        ident = atlases.new_zeros(len(atl) * len(tg), 2, *atlases.shape[-2:])
+        rows.append(("no warp", {"warped": one_hot(atlas_labels, k)[None].expand(len(tg), -1, -1, -1, -1),
+                                 "flows": ident, "seconds": 0.0}))
+        for label, model in models:
+            rows.append((label, run_regnet(model, atlases, atlas_labels, targets, k, device)))
+        if use_ants:
+            rows.append(("ANTs SyN[s]", run_ants(atlases, atlas_labels, targets, k)))
+        ants_s = rows[-1][1]["seconds"] if use_ants else float("nan")
+        print(f"\nfraction {f:g}: {len(atl)} atlases x {len(tg)} targets = {len(atl) * len(tg)} pairs")
+        head = ["method", *classes, "pair Dice", "multi-atlas", "folding %", "std log|J|", "s/pair", "x ANTs"]
+        print(" | ".join(head))
+        print(" | ".join("---" for _ in head))
+        for label, r in rows:
+            s, fs = score(r["warped"], truth, k), field_stats(r["flows"])
+            speed = ants_s / r["seconds"] if r["seconds"] > 0 and use_ants else float("nan")
+            cells = [label, *(f"{v:.3f}" for v in s["per_class"]), f"{s['pair']:.3f}", f"{s['multi']:.3f}",
+                     f"{fs['folding']:.3f}", f"{fs['log_jac_std']:.3f}", f"{r['seconds']:.4f}", f"{speed:.0f}"]
+            print(" | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Make the shipped pre-trained registration network, ``segreg_lite/data/regnet_cohort.pt``.
+
+    python scripts/make_pretrained.py [--steps 3000] [--seeds 0,1,2] [--device auto] [--out FILE]
+
+Unsupervised pre-training (NCC + smoothness, no labels) of the ``cpu`` preset's RegNet, by the
+package's own ``train_registration``, on the default cohort (300 subjects, data seed 0, 128x128):
+on the subjects that are training subjects under every split seed in ``--seeds``, so that the
+network never sees a validation or test image of those splits. The file stores the fingerprint
+that :mod:`segreg_lite.pretrained` checks before a run may use it, and the steps, minutes and
+device it took (the cost of regenerating it). Weights are stored in float16 (half the size;
+the network's fields change by far less than a hundredth of a pixel) and loaded back as float32.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from segreg_lite import __version__
+from segreg_lite.checkpoint import save_checkpoint
+from segreg_lite.config import get_preset, pick_device, reg_weights, seed_everything
+from segreg_lite.experiment import load_data
+from segreg_lite.joint import new_models, phase_seed
+from segreg_lite.pretrained import SHIPPED, fingerprint
+from segreg_lite.register import train_registration
+from segreg_lite.splits import make_split
+
+
+def shared_train(n_subjects: int, seeds: list[int], subjects: list[str]) -> list[int]:
+    """Indices that are training subjects under the default split of every seed in ``seeds``."""
+    sets = [set(make_split(n_subjects, seed=s, subjects=subjects).train) for s in seeds]
+    return sorted(set.intersection(*sets))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--lr", type=float, default=None, help="default: the cpu preset's reg_lr")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=Path, default=SHIPPED)
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    device = pick_device(args.device)
+    data = load_data("cohort")  # the default cohort: 300 subjects, seed 0, 128x128
+    train = shared_train(len(data.images), seeds, data.subjects)
+    config = get_preset("cpu")
+    if args.lr is not None:
+        config = replace(config, reg_lr=args.lr)
+    config = replace(config, reg_steps=args.steps)
+    print(f"{data.description}: {len(train)} subjects are training subjects under split seeds {seeds}; "
+          f"{args.steps} steps on {device}", flush=True)
+    reg = new_models(config, len(data.label_names), 0)[1]
+    seed = phase_seed(0, 0, "shipped-reg")
+    seed_everything(seed)
+    start = time.perf_counter()
+    history = train_registration(reg, data.images, train, steps=config.reg_steps, lr=config.reg_lr,
+                                 batch_size=config.batch_size, local=config.local_ncc, reg_weights=reg_weights(config),
+                                 device=device, seed=seed, amp=config.amp, progress=True)
+    minutes = (time.perf_counter() - start) / 60
+    reg = reg.cpu().half().float()  # the weights as they will be read back
+    fp = fingerprint(data.images, data.subjects, train, config)
+    tail = history["loss"][-100:]
+    extra = {"fingerprint": fp, "data": data.description, "split_seeds": seeds, "version": __version__,
+             "training": {"steps": args.steps, "lr": config.reg_lr, "batch_size": config.batch_size,
+                          "minutes": round(minutes, 2), "device": str(device),
+                          "threads": torch.get_num_threads(), "final_loss": sum(tail) / max(len(tail), 1)}}
+    reg_half = new_models(config, len(data.label_names), 0)[1]
+    reg_half.load_state_dict(reg.state_dict())
+    save_checkpoint(args.out, models={"regnet": reg_half.half()}, config=config, extra=extra)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) after {minutes:.1f} min")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
