@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_cohort.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_round.py
+	$(PY) benchmarks/bench_registration.py
 
 clean:
 	rm -rf _build .pytest_cache

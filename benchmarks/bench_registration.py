@@ -16,7 +16,8 @@ the same pairs:
   preset's settings (``--presets``; ``paper@N`` trains the paper's settings for N steps);
 - ``--checkpoint FILE``: the regnet of any segreg-lite checkpoint;
 - ``ANTs SyN[s]``: ``antsRegistrationSyN[s]`` (rigid, affine, then SyN with local CC) from
-  ``antspyx``, the optional extra ``pip install -e .[peers]``; without it the run says so.
+  ``antspyx``, the optional extra ``pip install -e .[peers]``, through ``segreg_lite.peers``;
+  without it the run says so.
 
 Printed per method and split: Dice per foreground class and its mean over every pair, the
 multi-atlas Dice (argmax of the mean of the warped one-hot maps, as the pseudo-labels fuse
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from dataclasses import replace
@@ -41,16 +41,9 @@ from segreg_lite.config import get_preset, pick_device
 from segreg_lite.experiment import load_data
 from segreg_lite.losses import one_hot
 from segreg_lite.metrics import dice_per_class, folding_fraction, log_jacobian_std
+from segreg_lite.peers import ants_available, ants_fields
 from segreg_lite.splits import make_split
 from segreg_lite.transforms import warp
-
-
-def ants_available() -> bool:
-    try:
-        import ants  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -105,30 +98,10 @@ def run_regnet(model, atlases: torch.Tensor, atlas_labels: torch.Tensor, targets
 
 def run_ants(atlases: torch.Tensor, atlas_labels: torch.Tensor, targets: torch.Tensor, k: int) -> dict:
     """antsRegistrationSyN[s] of every atlas onto every target (no labels used), as :func:`run_regnet`."""
-    import ants
-
-    onehot = one_hot(atlas_labels, k).numpy()  # (A, K, H, W)
-    warped, flows, times = [], [], []
-    for tgt in targets[:, 0].numpy():
-        fixed = ants.from_numpy(tgt.astype(np.float32))
-        for i, atl in enumerate(atlases[:, 0].numpy()):
-            moving = ants.from_numpy(atl.astype(np.float32))
-            start = time.perf_counter()
-            reg = ants.registration(fixed, moving, type_of_transform="antsRegistrationSyN[s]", random_seed=1)
-            times.append(time.perf_counter() - start)
-            maps = [ants.apply_transforms(fixed, ants.from_numpy(onehot[i, c]), reg["fwdtransforms"],
-                                          interpolator="linear").numpy() for c in range(k)]
-            warped.append(np.stack(maps))
-            # The whole transform (affine and SyN) as one displacement field in pixels: with spacing 1
-            # and origin 0, ANTs' physical axes are the array axes, and its field maps fixed points
-            # to moving ones, the backward convention of segreg_lite.transforms.warp.
-            comp = ants.apply_transforms(fixed, moving, reg["fwdtransforms"], compose=reg["fwdtransforms"][0] + "comp")
-            field = ants.image_read(comp).numpy()  # (H, W, 2)
-            flows.append(np.moveaxis(field, -1, 0))
-    t, a = len(targets), len(atlases)
-    w = torch.from_numpy(np.clip(np.stack(warped), 0, 1)).float()
-    return {"warped": w.view(t, a, *w.shape[1:]), "flows": torch.from_numpy(np.stack(flows)).float(),
-            "seconds": statistics.mean(times)}
+    a, t = len(atlases), len(targets)
+    flows, seconds = ants_fields(atlases.repeat(t, 1, 1, 1), targets.repeat_interleave(a, 0))  # target-major
+    warped = warp(one_hot(atlas_labels, k).repeat(t, 1, 1, 1), flows).clamp(0, 1)  # (T * A, K, H, W)
+    return {"warped": warped.view(t, a, *warped.shape[1:]), "flows": flows, "seconds": seconds}
 
 
 def train_preset(spec: str, data, split, device) -> tuple[str, torch.nn.Module, float]:

@@ -45,7 +45,7 @@ class TrainConfig:
     augment: bool = True  # random affine + elastic + intensity augmentation (the "supervised" baseline turns it off)
     soft_ce: bool = False  # soft cross-entropy against soft targets instead of their argmax
     # Registration network (MrRegNet-style)
-    reg_features: int = 32  # channels at every encoder level
+    reg_features: int = 16  # channels at every level (the paper: 32; on a CPU, 16 reaches a better network within the same minutes)
     reg_lr: float = 1e-3  # Adam learning rate of unsupervised pre-training
     reg_steps: int = 600  # unsupervised pre-training steps (random pairs)
     reg_round_lr: float = 1e-4  # Adam learning rate within a joint round
@@ -54,7 +54,7 @@ class TrainConfig:
     reg_affine: bool = True  # an affine head before the deformable levels (the cohort's subjects differ by an affine; off in the paper)
     reg_refine: bool = True  # each finer level sees the moving image warped by the coarser field (off in the paper)
     local_ncc: bool = True  # local NCC (window 9) instead of global NCC (the paper's)
-    reg_smoothness: float = 0.125  # multiplies the paper's smoothness weights 128, 64, 32, 16, 8 (coarsest..finest)
+    reg_smoothness: float = 0.25  # multiplies the paper's smoothness weights 128, 64, 32, 16, 8 (coarsest..finest)
     shipped_regnet: bool = True  # start from the shipped pre-trained RegNet when it fits the run (segreg_lite.pretrained)
     label_weight: float = 1.0  # weight of the warped-label Dice term in the joint phase
     # Joint method
@@ -150,6 +150,7 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
             reg_steps=steps(PAPER_EPOCHS["reg"], n_train),
             reg_round_lr=1e-4,
             reg_round_steps=steps(PAPER_EPOCHS["reg_round"], n_train),
+            reg_features=32,
             reg_affine=False,
             reg_refine=False,
             local_ncc=False,

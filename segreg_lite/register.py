@@ -13,6 +13,7 @@ Registration" (arXiv 2502.03229, ISBI 2025):
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -64,6 +65,7 @@ def train_registration(
     amp: bool = True,
     progress: bool = False,
     callback: Callable[[int, dict[str, float]], None] | None = None,
+    cosine: bool = False,
 ) -> dict[str, list[float]]:
     """Train ``model`` on random (moving, fixed) pairs from ``images[indices]``; returns the history.
 
@@ -71,7 +73,8 @@ def train_registration(
     (N, K, H, W), indexed like ``images``; when given they enter the label term for both the
     moving and the fixed image. Each step draws ``batch_size`` ordered pairs of two *distinct*
     subjects (repeated indices count once) with a torch Generator seeded by ``seed``. Adam at a
-    constant ``lr`` (as the paper); mixed precision on CUDA only. The history has one value per
+    constant ``lr`` (as the paper), or with ``cosine`` decayed to zero over ``steps`` as the
+    segmenter's; mixed precision on CUDA only. The history has one value per
     step for ``loss`` (the total), ``similarity``, ``smoothness`` and ``label`` (0 without
     labels), as :class:`~segreg_lite.regnet.RegLoss`. The model is left in eval mode.
     """
@@ -89,6 +92,8 @@ def train_registration(
     gen = torch.Generator().manual_seed(seed)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))) if cosine else 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
     history: dict[str, list[float]] = {"loss": [], "similarity": [], "smoothness": [], "label": []}
     bar = range(steps)
@@ -113,6 +118,7 @@ def train_registration(
         loss = registration_loss(out, moving, fixed, num_classes=num_classes, local=local,
                                  label_weight=label_weight, reg_weights=reg_weights, **extra)
         optimizer_step(opt, scaler, loss.total)
+        sched.step()
         terms = {"loss": loss.total.item(), "similarity": loss.similarity.item(),
                  "smoothness": loss.smoothness.item(), "label": loss.label.item()}
         record_step(history, step, terms, bar if progress else None, callback)

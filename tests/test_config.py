@@ -4,7 +4,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from segreg_lite.config import CPU_PSEUDO, PRESETS, TrainConfig, autocast, get_preset, pick_device, seed_everything, smoke
+from segreg_lite.config import (CPU_PSEUDO, PAPER_REG_WEIGHTS, PRESETS, TrainConfig, autocast, get_preset, pick_device,
+                                reg_weights, seed_everything, smoke)
 
 LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "rounds", "batch_size")
 
@@ -36,6 +37,16 @@ def test_paper_preset_converts_epochs_to_steps():
     assert c.reg_steps == 200 * 28 and c.reg_round_steps == 50 * 28
     assert (c.seg_lr, c.seg_round_lr, c.reg_lr, c.reg_round_lr) == (1e-4, 1e-5, 1e-3, 1e-4)
     assert get_preset("paper", n_annotated=6, n_train=141).seg_steps == 500 * 2  # partial batch counts
+
+
+def test_paper_preset_keeps_the_papers_registration_network_and_loss():
+    paper = get_preset("paper", n_annotated=3, n_train=140)
+    assert (paper.reg_affine, paper.reg_refine, paper.local_ncc, paper.shipped_regnet) == (False, False, False, False)
+    assert paper.reg_features == 32
+    assert reg_weights(paper) == PAPER_REG_WEIGHTS == (128, 64, 32, 16, 8)
+    cpu = get_preset("cpu")  # the measured settings of the CPU presets
+    assert (cpu.reg_affine, cpu.reg_refine, cpu.local_ncc, cpu.shipped_regnet) == (True, True, True, True)
+    assert reg_weights(cpu) == tuple(w * cpu.reg_smoothness for w in PAPER_REG_WEIGHTS)
 
 
 def test_unknown_preset_lists_names():

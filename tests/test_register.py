@@ -56,6 +56,18 @@ def test_training_is_seeded_and_accepts_soft_labels():
     assert runs[0] == runs[1]
 
 
+def test_cosine_schedule_changes_only_the_later_steps():
+    """Step 0 is taken at the full rate either way, step 1 at 3/4 of it along the cosine: losses part at step 2."""
+    images, _ = _blobs()
+    runs = {}
+    for cosine in (False, True):
+        torch.manual_seed(0)
+        model = RegNet(features=4, levels=3)
+        runs[cosine] = train_registration(model, images, [0, 1], steps=3, lr=1e-2, batch_size=2, device="cpu",
+                                          cosine=cosine)["loss"]
+    assert runs[False][:2] == runs[True][:2] and runs[False][2] != runs[True][2]
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

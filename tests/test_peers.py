@@ -1,0 +1,34 @@
+"""The optional ANTs peer: its field comes back in the package's convention."""
+import sys
+
+import pytest
+import torch
+
+from segreg_lite.peers import ants_available, ants_fields
+from segreg_lite.transforms import warp
+
+
+def _blobs(shift=3.0):
+    y, x = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    blob = lambda cx: torch.exp(-((y - 24) ** 2 + (x - cx) ** 2) / 60)[None, None]  # noqa: E731
+    return blob(22.0), blob(22.0 + shift)  # moving, fixed: the fixed blob sits `shift` px to the right
+
+
+def test_missing_antspyx_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ants", None)  # import ants -> ImportError
+    assert not ants_available()
+    with pytest.raises(ImportError, match="pip install antspyx"):
+        ants_fields(*_blobs())
+
+
+@pytest.mark.skipif(not ants_available(), reason="antspyx (the optional [peers] extra) is not installed")
+def test_ants_field_is_in_the_package_convention():
+    moving, fixed = _blobs()
+    flow, seconds = ants_fields(moving, fixed)
+    assert flow.shape == (1, 2, 48, 48) and flow.dtype == torch.float32 and seconds > 0
+    # warp reads the moving image at p + u(p): the fixed blob is to the right, so u ~ -3 columns there.
+    inside = flow[0, :, 18:30, 20:32].mean(dim=(1, 2))
+    assert -3.6 < inside[1] < -2.4 and inside[0].abs() < 0.5
+    assert (warp(moving, flow) - fixed).abs().max() < 0.1 < (moving - fixed).abs().max()
+    with pytest.raises(ValueError, match=r"\(P, 1, H, W\)"):
+        ants_fields(moving, fixed[0])
