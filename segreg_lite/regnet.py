@@ -15,6 +15,11 @@ where level ``i`` has ``H / 2**i`` rows. ``resize_flow`` is the exact form of th
 when the first and last pixel centres stay in place. With ``diffeomorphic=True`` each ``D_i`` is
 a stationary velocity, integrated by scaling and squaring before it is used or returned.
 
+Two options, off in the paper's network and on in the package's CPU presets (measured against
+ANTs SyN by ``benchmarks/bench_registration.py``): ``affine=True`` adds an affine head whose map
+starts the coarsest field (free of the smoothness term), and ``refine=True`` shows every finer
+level the moving image warped by the field so far, so that it predicts only what is left.
+
 :func:`registration_loss` sums over levels, then divides by the number of levels: global NCC
 (or local NCC, window 9) between the warped moving image and the fixed image at the level's
 resolution, ``reg_weight_i * gradient_loss(r_i)`` (128 coarsest ... 8 finest), and, in the joint

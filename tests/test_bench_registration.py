@@ -1,0 +1,45 @@
+"""The registration benchmark's own logic: argument checks and scoring (it is not timed here)."""
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from segreg_lite.losses import one_hot
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("bench_registration", ROOT / "benchmarks" / "bench_registration.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def _args(**kw):
+    base = dict(fractions=[0.01], targets=20, threads=2, presets=[], checkpoint=[])
+    return argparse.Namespace(**{**base, **kw})
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(fractions=[0.0]), "--fractions"),
+    (dict(fractions=[1.5]), "--fractions"),
+    (dict(targets=0), "--targets"),
+    (dict(threads=0), "--threads"),
+    (dict(presets=["fast"]), "unknown preset 'fast'"),
+    (dict(presets=["cpu@many"]), "whole number"),
+    (dict(checkpoint=["/no/such/file.pt"]), "no such file"),
+])
+def test_bad_arguments_fail_before_any_work(kw, match):
+    with pytest.raises(SystemExit, match=match):
+        bench.check_args(_args(**kw))
+
+
+def test_score_known_answers():
+    truth = torch.zeros(2, 8, 8, dtype=torch.long)
+    truth[:, 2:6, 2:6] = 1
+    right = one_hot(truth, 3)  # (T, K, H, W)
+    wrong = one_hot(torch.zeros_like(truth), 3)  # class 1 missing: Dice 0; class 2 empty in both: 1
+    warped = torch.stack([torch.stack([right[t], right[t], wrong[t]]) for t in range(2)])  # (T, A=3, K, H, W)
+    s = bench.score(warped, truth, 3)
+    assert s["per_class"] == pytest.approx([2 / 3, 1.0])  # class 1: two right atlases of three per target
+    assert s["pair"] == pytest.approx(5 / 6)
+    assert s["multi"] == 1.0  # the mean map's argmax follows the two right atlases
