@@ -55,6 +55,7 @@ class TrainConfig:
     reg_refine: bool = True  # each finer level sees the moving image warped by the coarser field (off in the paper)
     local_ncc: bool = True  # local NCC (window 9) instead of global NCC (the paper's)
     reg_smoothness: float = 0.25  # multiplies the paper's smoothness weights 128, 64, 32, 16, 8 (coarsest..finest)
+    reg_passes: int = 2  # registration inference: passes of the network, each aligning what the last left (paper: 1)
     shipped_regnet: bool = True  # start from the shipped pre-trained RegNet when it fits the run (segreg_lite.pretrained)
     label_weight: float = 1.0  # weight of the warped-label Dice term in the joint phase
     # Joint method
@@ -78,8 +79,9 @@ class TrainConfig:
                 continue
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"TrainConfig.{f.name} must be a finite number >= 0, got {value!r}")
-        if self.batch_size < 1 or self.features < 1 or self.reg_features < 1:
-            raise ValueError(f"batch_size, features and reg_features must be >= 1, got {self.batch_size}, {self.features}, {self.reg_features}")
+        if self.batch_size < 1 or self.features < 1 or self.reg_features < 1 or self.reg_passes < 1:
+            raise ValueError(f"batch_size, features, reg_features and reg_passes must be >= 1, got {self.batch_size}, "
+                             f"{self.features}, {self.reg_features}, {self.reg_passes}")
         if not 0 <= self.annotated_share < 1:
             raise ValueError(f"annotated_share must be in [0, 1), got {self.annotated_share}")
         if not 0 <= self.dropout < 1:
@@ -155,6 +157,7 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
             reg_refine=False,
             local_ncc=False,
             reg_smoothness=1.0,
+            reg_passes=1,
             shipped_regnet=False,
             rounds=10,
         )

@@ -238,7 +238,8 @@ class _Run:
             metrics = _seg_metrics(evaluate_segmenter(teacher, d.images[test], d.labels[test], device=self.device))
         elif name == "reg_only":
             metrics = evaluate_registration(self.pretrained("reg"), d.images, d.labels, s.annotated, test, n_atlas=cfg.n_atlas,
-                                            num_classes=self.num_classes, seed=phase_seed(self.seed, 0, "eval"), device=self.device)
+                                            num_classes=self.num_classes, seed=phase_seed(self.seed, 0, "eval"), device=self.device,
+                                            passes=cfg.reg_passes)
         else:
             mode = _JOINT_MODES[name]
             seg, reg = self.pretrained("seg"), self.pretrained("reg")

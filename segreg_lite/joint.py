@@ -108,7 +108,7 @@ def _dice(soft: Tensor, truth: Tensor, num_classes: int) -> float:
 
 @torch.no_grad()
 def evaluate_registration(reg: RegNet, images: Tensor, labels: Tensor, annotated, targets, *,
-                          n_atlas: int, num_classes: int, seed: int, device=None) -> dict:
+                          n_atlas: int, num_classes: int, seed: int, device=None, passes: int = 1) -> dict:
     """Multi-atlas propagation onto ``images[targets]``, the registration-only method.
 
     ``n_atlas`` atlases per target drawn with replacement from ``annotated`` (seeded); the
@@ -121,7 +121,8 @@ def evaluate_registration(reg: RegNet, images: Tensor, labels: Tensor, annotated
     targets = list(targets)
     gen = torch.Generator().manual_seed(seed)
     atlases = draw_atlases(annotated, len(targets), n_atlas, gen).reshape(-1)  # (T * n_atlas,), target-major
-    flows = register(reg, images[atlases], images[targets].repeat_interleave(n_atlas, 0), device=device)  # (T*n, 2, H, W)
+    flows = register(reg, images[atlases], images[targets].repeat_interleave(n_atlas, 0), device=device,
+                     passes=passes)  # (T * n_atlas, 2, H, W)
     warped = warp(one_hot(labels[atlases], num_classes), flows).clamp(0, 1)  # (T * n_atlas, K, H, W)
     fused = warped.view(len(targets), n_atlas, *warped.shape[1:]).mean(1)  # (T, K, H, W)
     r = evaluate_segmentation(fused.argmax(1), labels[targets], num_classes)
@@ -148,7 +149,8 @@ def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed
         "pseudo_dice_seg": _dice(pseudo.seg, truth, num_classes),
     }
     reg_eval = evaluate_registration(reg, images, labels, split.annotated, test, n_atlas=config.n_atlas,
-                                     num_classes=num_classes, seed=phase_seed(seed, round_, "eval"), device=device)
+                                     num_classes=num_classes, seed=phase_seed(seed, round_, "eval"), device=device,
+                                     passes=config.reg_passes)
     entry.update(reg_dice=reg_eval["dice"], reg_hd95=reg_eval["hd95"], folding=reg_eval["folding"],
                  log_jac_std=reg_eval["log_jac_std"])
     return entry
@@ -157,7 +159,8 @@ def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed
 def _pseudo(seg, reg, images, labels, split, config, mode, seed, round_, device) -> PseudoLabels:
     gen = torch.Generator().manual_seed(phase_seed(seed, round_, "pseudo"))
     return make_pseudo_labels(seg, reg, images, labels, split.annotated, split.unannotated, mode=mode,
-                              n_atlas=config.n_atlas, n_tta=config.n_tta, generator=gen, device=device)
+                              n_atlas=config.n_atlas, n_tta=config.n_tta, generator=gen, device=device,
+                              passes=config.reg_passes)
 
 
 def _fingerprint(config: TrainConfig, split: Split, mode: str, seed: int) -> dict:

@@ -76,6 +76,7 @@ def make_pseudo_labels(
     n_tta: int = 4,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    passes: int = 1,
 ) -> PseudoLabels:
     """Soft pseudo-labels of ``images[targets]`` from the atlases ``images[annotated]``.
 
@@ -84,6 +85,7 @@ def make_pseudo_labels(
     transforms, so a seeded call is reproducible. The combined mask weighs every map equally:
     ``(n_atlas * reg + (1 + n_tta) * seg) / (n_atlas + 1 + n_tta)``, the mean of the 10 maps of
     the design; exact ties between the two sources go to the segmentation maps (TIE_BREAK).
+    ``passes``: of the registration network per atlas (:func:`segreg_lite.register.register`).
     """
     from segreg_lite.register import propagate_labels
     from segreg_lite.tta import tta_predict
@@ -99,7 +101,7 @@ def make_pseudo_labels(
     local = torch.searchsorted(used, atlases)  # (U, n_atlas) positions in `used`
     target_images = images[targets]
     reg = propagate_labels(regnet, images[used], labels[used], target_images, num_classes=num_classes,
-                           atlas_index=local, device=device)  # (U, K, H, W)
+                           atlas_index=local, device=device, passes=passes)  # (U, K, H, W)
     tta = tta_predict(segmenter, target_images, n_tta=n_tta, generator=generator, device=device)
     seg = tta.mean  # (U, K, H, W)
     n_seg = 1 + n_tta

@@ -22,7 +22,7 @@ from torch import Tensor
 from segreg_lite.config import autocast, optimizer_step, pick_device, record_step
 from segreg_lite.losses import one_hot
 from segreg_lite.regnet import RegNet, registration_loss
-from segreg_lite.transforms import warp
+from segreg_lite.transforms import compose, warp
 
 
 def _check_images(images: Tensor, name: str = "images") -> None:
@@ -130,16 +130,38 @@ def _device_of(model: RegNet, device: torch.device | str | None) -> torch.device
     return torch.device(device) if device is not None else next(model.parameters()).device
 
 
+def _check_passes(passes: int) -> None:
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ValueError(f"passes must be an integer >= 1, got {passes!r}")
+
+
+def _field(model: RegNet, moving: Tensor, fixed: Tensor, passes: int) -> Tensor:
+    """The full-resolution field (b, 2, H, W) of ``passes`` applications of ``model``.
+
+    Each pass after the first registers the moving image as the field so far warps it and adds
+    what is left (a recursive cascade, as in Zhao et al.'s VTN): ``warp(warp(x, u), v) ~=
+    warp(x, compose(v, u))``, so the fields compose and the labels are warped once, by the total.
+    """
+    flow = model(moving, fixed).flow.float()
+    for _ in range(passes - 1):
+        flow = compose(model(warp(moving, flow), fixed).flow.float(), flow)
+    return flow
+
+
 @torch.no_grad()
 def register(
-    model: RegNet, moving: Tensor, fixed: Tensor, *, batch_size: int = 4, device: torch.device | str | None = None
+    model: RegNet, moving: Tensor, fixed: Tensor, *, batch_size: int = 4, device: torch.device | str | None = None,
+    passes: int = 1,
 ) -> Tensor:
     """Full-resolution fields (B, 2, H, W) registering ``moving`` onto ``fixed``, (B, 1, H, W) each.
 
     ``warp(moving, flow) ~ fixed``. A batch of 1 on either side is paired with every image of the
     other. Runs in eval mode without gradients, ``batch_size`` pairs at a time on ``device``
-    (default: the model's); the result is on ``moving``'s device, float32.
+    (default: the model's); the result is on ``moving``'s device, float32. ``passes`` > 1 applies
+    the network again to what it has aligned and composes the fields (:func:`_field`; the CPU
+    presets' ``reg_passes``), at ``passes`` times the cost.
     """
+    _check_passes(passes)
     _check_images(moving, "moving")
     _check_images(fixed, "fixed")
     n_m, n_f = moving.shape[0], fixed.shape[0]
@@ -149,7 +171,7 @@ def register(
     moving, fixed = moving.expand(n, -1, -1, -1), fixed.expand(n, -1, -1, -1)
     device = _device_of(model, device)
     model.to(device).eval()
-    flows = [model(moving[i:i + batch_size].to(device), fixed[i:i + batch_size].to(device)).flow.float().to(moving.device)
+    flows = [_field(model, moving[i:i + batch_size].to(device), fixed[i:i + batch_size].to(device), passes).to(moving.device)
              for i in range(0, n, batch_size)]
     return torch.cat(flows)  # (B, 2, H, W)
 
@@ -166,6 +188,7 @@ def propagate_labels(
     return_all: bool = False,
     batch_size: int = 4,  # pairs per forward pass: 4 ran ~1.3x faster per pair than 16 on a 2-core CPU
     device: torch.device | str | None = None,
+    passes: int = 1,
 ) -> Tensor:
     """Soft labels of ``target_images`` (T, 1, H, W) from atlases registered onto each of them.
 
@@ -175,8 +198,9 @@ def propagate_labels(
     picks, per target, which atlases to use (rows may repeat an atlas: the design draws 5 with
     replacement per image); by default every target uses all A. Returns the mean over the
     atlases (T, K, H, W), in [0, 1] and summing to 1 over K, or with ``return_all`` the
-    per-atlas maps (T, A', K, H, W) instead. Results on the CPU.
+    per-atlas maps (T, A', K, H, W) instead. Results on the CPU. ``passes``: as in :func:`register`.
     """
+    _check_passes(passes)
     _check_images(atlas_images, "atlas_images")
     _check_images(target_images, "target_images")
     if atlas_images.shape[-2:] != target_images.shape[-2:]:
@@ -202,7 +226,7 @@ def propagate_labels(
     maps = torch.zeros(shape)  # (T * A', K, H, W) or (T, K, H, W)
     for i in range(0, len(pairs_a), batch_size):
         a, t = pairs_a[i:i + batch_size], pairs_t[i:i + batch_size]
-        flow = model(atlas_images[a].to(device), target_images[t].to(device)).flow.float()  # (b, 2, H, W)
+        flow = _field(model, atlas_images[a].to(device), target_images[t].to(device), passes)  # (b, 2, H, W)
         warped = warp(soft[a].to(device), flow).clamp(0, 1).cpu()  # (b, K, H, W)
         if return_all:
             maps[i:i + len(a)] = warped

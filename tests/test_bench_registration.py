@@ -15,7 +15,7 @@ spec.loader.exec_module(bench)
 
 
 def _args(**kw):
-    base = dict(fractions=[0.01], targets=20, threads=2, presets=[], checkpoint=[])
+    base = dict(fractions=[0.01], targets=20, threads=2, presets=[], checkpoint=[], passes=[1, 2])
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -24,6 +24,7 @@ def _args(**kw):
     (dict(fractions=[1.5]), "--fractions"),
     (dict(targets=0), "--targets"),
     (dict(threads=0), "--threads"),
+    (dict(passes=[0]), "--passes"),
     (dict(presets=["fast"]), "unknown preset 'fast'"),
     (dict(presets=["cpu@many"]), "whole number"),
     (dict(checkpoint=["/no/such/file.pt"]), "no such file"),

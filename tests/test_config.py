@@ -42,7 +42,7 @@ def test_paper_preset_converts_epochs_to_steps():
 def test_paper_preset_keeps_the_papers_registration_network_and_loss():
     paper = get_preset("paper", n_annotated=3, n_train=140)
     assert (paper.reg_affine, paper.reg_refine, paper.local_ncc, paper.shipped_regnet) == (False, False, False, False)
-    assert paper.reg_features == 32
+    assert paper.reg_features == 32 and paper.reg_passes == 1 and get_preset("cpu").reg_passes == 2
     assert reg_weights(paper) == PAPER_REG_WEIGHTS == (128, 64, 32, 16, 8)
     cpu = get_preset("cpu")  # the measured settings of the CPU presets
     assert (cpu.reg_affine, cpu.reg_refine, cpu.local_ncc, cpu.shipped_regnet) == (True, True, True, True)

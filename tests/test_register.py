@@ -120,3 +120,28 @@ def test_propagated_labels_of_an_identity_model_are_the_atlas_labels():
     with pytest.raises(ValueError, match="atlas_index"):
         propagate_labels(model, atlases, labels, atlases, num_classes=4, atlas_index=[[3]] * 3)
 
+
+
+def _shifting_model(shift_px: float, size: int = 32) -> RegNet:
+    """A RegNet that predicts the same shift along W for any pair: zero flow heads, affine bias only."""
+    model = RegNet(features=4, levels=3, affine=True)
+    with torch.no_grad():
+        for head in model.heads:
+            head.weight.zero_()
+        model.affine_head[-1].bias.copy_(torch.tensor([0, 0, 0, 0, 0, shift_px * 2 / (size - 1)]))
+    return model
+
+
+def test_more_passes_compose_the_fields():
+    images, labels = _blobs()
+    model = _shifting_model(1.5)
+    one = register(model, images[:1], images[1:])
+    two = register(model, images[:1], images[1:], passes=2)
+    torch.testing.assert_close(one[0, 1], torch.full((32, 32), 1.5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(two[0, 1], torch.full((32, 32), 3.0), atol=1e-5, rtol=0)  # constant shifts add up
+    assert two[0, 0].abs().max() < 1e-5
+    soft = propagate_labels(model, images[:1], labels[:1], images[1:], num_classes=2, passes=2)
+    torch.testing.assert_close(soft, warp(one_hot(labels[:1], 2), two).clamp(0, 1))
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="passes must be an integer >= 1"):
+            register(model, images[:1], images[1:], passes=bad)
