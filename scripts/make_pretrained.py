@@ -75,7 +75,6 @@ def main(argv: list[str] | None = None) -> None:
                                  batch_size=config.batch_size, local=config.local_ncc, reg_weights=reg_weights(config),
                                  device=device, seed=seed, amp=config.amp, progress=True, cosine=True)
     minutes = (time.perf_counter() - start) / 60
-    reg = reg.cpu().half().float()  # the weights as they will be read back
     fp = fingerprint(data.images, data.subjects, train, config)
     tail = history["loss"][-100:]
     phases.append({"steps": args.steps, "lr": config.reg_lr, "schedule": "cosine", "batch_size": config.batch_size,
@@ -84,9 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     extra = {"fingerprint": fp, "data": data.description, "split_seeds": seeds, "version": __version__,
              "training": {"steps": sum(p["steps"] for p in phases), "minutes": round(sum(p["minutes"] for p in phases), 2),
                           "device": ", ".join(sorted({p["device"] for p in phases})), "phases": phases}}
-    reg_half = new_models(config, len(data.label_names), 0)[1]
-    reg_half.load_state_dict(reg.state_dict())
-    save_checkpoint(args.out, models={"regnet": reg_half.half()}, config=config, extra=extra)
+    save_checkpoint(args.out, models={"regnet": reg.cpu().half()}, config=config, extra=extra)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) after {minutes:.1f} min")
 
 

@@ -197,6 +197,12 @@ def optimizer_step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, tot
     scaler.update()
 
 
+def cosine_schedule(opt: torch.optim.Optimizer, steps: int, enabled: bool = True) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate decayed from its start to zero along a cosine over ``steps`` (constant if not ``enabled``)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))) if enabled else 1.0)
+
+
 def record_step(history: dict[str, list[float]], step: int, terms: dict[str, float], bar=None, callback=None) -> None:
     """Append a step's loss terms to ``history``; show the total on a tqdm ``bar``; call ``callback``."""
     for key, value in terms.items():

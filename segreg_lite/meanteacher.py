@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segreg_lite.augment import AugmentConfig, augment_batch
-from segreg_lite.config import autocast, optimizer_step, pick_device, record_step
+from segreg_lite.config import autocast, cosine_schedule, optimizer_step, pick_device, record_step
 from segreg_lite.losses import one_hot, segmentation_loss
 
 
@@ -142,7 +142,7 @@ def train_mean_teacher(
     student.to(device=device, memory_format=torch.channels_last).train()
     teacher.to(device=device, memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(student.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    sched = cosine_schedule(opt, steps)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
     history: dict[str, list[float]] = {"loss": [], "supervised": [], "consistency": [], "weight": []}
     bar = range(steps)

@@ -13,13 +13,12 @@ Registration" (arXiv 2502.03229, ISBI 2025):
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from segreg_lite.config import autocast, optimizer_step, pick_device, record_step
+from segreg_lite.config import autocast, cosine_schedule, optimizer_step, pick_device, record_step
 from segreg_lite.losses import one_hot
 from segreg_lite.regnet import RegNet, registration_loss
 from segreg_lite.transforms import compose, warp
@@ -92,8 +91,7 @@ def train_registration(
     gen = torch.Generator().manual_seed(seed)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))) if cosine else 1.0)
+    sched = cosine_schedule(opt, steps, cosine)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
     history: dict[str, list[float]] = {"loss": [], "similarity": [], "smoothness": [], "label": []}
     bar = range(steps)

@@ -8,7 +8,6 @@ Dice per foreground class and its mean, maximum Hausdorff distance and HD95.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Callable
 
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 
 from segreg_lite.augment import AugmentConfig, augment_batch
-from segreg_lite.config import autocast, optimizer_step, pick_device, record_step
+from segreg_lite.config import autocast, cosine_schedule, optimizer_step, pick_device, record_step
 from segreg_lite.losses import one_hot, segmentation_loss
 from segreg_lite.metrics import dice_per_class, hausdorff
 
@@ -72,7 +71,7 @@ def train_segmenter(
     # channels_last: oneDNN's convolutions ran 1.27x faster so on a 2-core CPU (bench_models.py).
     model.to(device=device, memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    sched = cosine_schedule(opt, steps)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
     history: dict[str, list[float]] = {"loss": [], "dice": [], "ce": []}
     bar = range(steps)
