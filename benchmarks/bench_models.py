@@ -2,11 +2,12 @@
 
     python benchmarks/bench_models.py [--device auto|cpu|cuda] [--steps 10] [--threads N]
 
-For ``TrainConfig()`` (U-Net features 16, RegNet features 32, batch 8, 128x128 images) it prints:
-this machine's float32 matmul GFLOP/s (measured in the same run, the yardstick); the segmenter's
-training throughput (forward + loss + backward + Adam step) with contiguous and channels_last
-tensors; the registration network's (forward + ``registration_loss`` + backward + Adam step);
-registration inference per pair (batch 16 and batch 1, no_grad); and peak memory per section.
+For ``TrainConfig()`` (its U-Net and RegNet, batch 8, 128x128 images) it prints: this machine's
+float32 matmul GFLOP/s (measured in the same run, the yardstick); the segmenter's training
+throughput (forward + loss + backward + Adam step) and the registration network's (forward +
+``registration_loss`` as the preset weighs it + backward + Adam step), each with contiguous and
+channels_last tensors; registration inference per pair (batch 4 and 1, no_grad); and peak memory
+per section.
 FLOPs are those ``torch.utils.flop_counter.FlopCounterMode`` counts for one forward + backward:
 convolutions and matmuls only (norms, activations, warping and the optimizer are not counted), so
 the achieved GFLOP/s slightly understate the work done. Times are medians over ``--steps`` timed
@@ -28,7 +29,7 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from segreg_lite.config import TrainConfig, autocast, pick_device
+from segreg_lite.config import TrainConfig, autocast, pick_device, reg_weights
 from segreg_lite.losses import segmentation_loss
 from segreg_lite.regnet import RegNet, registration_loss
 from segreg_lite.unet import UNet
@@ -159,18 +160,23 @@ def bench_segmenter(cfg: TrainConfig, device: torch.device, args: argparse.Names
 
 
 def _reg_loss(model: RegNet, moving: torch.Tensor, fixed: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """The registration network's training loss (unsupervised phase)."""
-    return registration_loss(model(moving, fixed), moving, fixed, local=cfg.local_ncc).total
+    """The registration network's training loss (unsupervised phase), as the preset trains it."""
+    return registration_loss(model(moving, fixed), moving, fixed, local=cfg.local_ncc, reg_weights=reg_weights(cfg)).total
 
 
-def bench_registration(cfg: TrainConfig, device: torch.device, args: argparse.Namespace) -> list[dict]:
+def bench_registration(cfg: TrainConfig, device: torch.device, args: argparse.Namespace, channels_last: bool) -> list[dict]:
+    """The preset's RegNet: training steps, then inference per pair at batch 4 (as the
+    pseudo-labels register) and 1, with contiguous or channels_last weights and inputs."""
     torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    tag = "channels_last" if channels_last else "contiguous"
     rows = []
     with PeakMemory(device) as mem:
-        model = RegNet(features=cfg.reg_features, diffeomorphic=cfg.diffeomorphic).to(device).train()
+        model = RegNet(features=cfg.reg_features, diffeomorphic=cfg.diffeomorphic, affine=cfg.reg_affine,
+                       refine=cfg.reg_refine).to(device=device, memory_format=fmt).train()
         opt = torch.optim.Adam(model.parameters(), lr=cfg.reg_lr)
-        moving = torch.rand(cfg.batch_size, 1, SIZE, SIZE, device=device)  # (B, 1, H, W)
-        fixed = torch.rand(cfg.batch_size, 1, SIZE, SIZE, device=device)  # (B, 1, H, W)
+        moving = torch.rand(cfg.batch_size, 1, SIZE, SIZE, device=device).contiguous(memory_format=fmt)  # (B, 1, H, W)
+        fixed = torch.rand(cfg.batch_size, 1, SIZE, SIZE, device=device).contiguous(memory_format=fmt)  # (B, 1, H, W)
 
         def forward_backward() -> None:
             with autocast(device, cfg.amp):
@@ -184,13 +190,13 @@ def bench_registration(cfg: TrainConfig, device: torch.device, args: argparse.Na
 
         flops = train_flops(forward_backward)
         times = timed(step, device, warmup=args.warmup, steps=args.steps)
-    rows.append(dict(name="RegNet train", batch=cfg.batch_size, times=times, flops=flops, mem=mem.mib))
+    rows.append(dict(name=f"RegNet train, {tag}", batch=cfg.batch_size, times=times, flops=flops, mem=mem.mib))
 
     model.eval()
-    for batch in (16, 1):
+    for batch in (4, 1):
         with PeakMemory(device) as mem, torch.no_grad():
-            moving = torch.rand(batch, 1, SIZE, SIZE, device=device)
-            fixed = torch.rand(batch, 1, SIZE, SIZE, device=device)
+            moving = torch.rand(batch, 1, SIZE, SIZE, device=device).contiguous(memory_format=fmt)
+            fixed = torch.rand(batch, 1, SIZE, SIZE, device=device).contiguous(memory_format=fmt)
             with FlopCounterMode(display=False) as counter:
                 model(moving, fixed)
 
@@ -198,8 +204,8 @@ def bench_registration(cfg: TrainConfig, device: torch.device, args: argparse.Na
                 with autocast(device, cfg.amp):
                     model(moving, fixed)
 
-            times = timed(infer, device, warmup=args.warmup, steps=max(args.steps, 10 if batch == 1 else 3))
-        rows.append(dict(name="RegNet inference (no_grad)", batch=batch, times=times, flops=counter.get_total_flops(), mem=mem.mib))
+            times = timed(infer, device, warmup=args.warmup, steps=max(args.steps, 10 if batch == 1 else 5))
+        rows.append(dict(name=f"RegNet infer, {tag}", batch=batch, times=times, flops=counter.get_total_flops(), mem=mem.mib))
     return rows
 
 
@@ -236,10 +242,10 @@ def main() -> None:
     prime = argparse.Namespace(steps=1, warmup=0)
     for channels_last in (False, True):
         bench_segmenter(cfg, device, prime, channels_last=channels_last)
-    bench_registration(cfg, device, prime)
+        bench_registration(cfg, device, prime, channels_last=channels_last)
 
     rows = [bench_segmenter(cfg, device, args, channels_last=False), bench_segmenter(cfg, device, args, channels_last=True)]
-    rows += bench_registration(cfg, device, args)
+    rows += bench_registration(cfg, device, args, channels_last=False) + bench_registration(cfg, device, args, channels_last=True)
 
     header = f"{'':30} {'batch':>5} {'ms/step':>9} {'(min-max)':>15} {'img/s':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'of mm':>6} {'peak MiB':>9}"
     print(header)
@@ -252,10 +258,14 @@ def main() -> None:
               f"{gflop:>7.2f} {gflop / med:>8.1f} {gflop / med / mm_ref:>6.2f} {r['mem']:>9.0f}")
     print("img/s: images (pairs for RegNet) per second; GFLOP: conv + matmul FLOPs of one step "
           "(forward + backward when training, FlopCounterMode); of mm: GFLOP/s over the matmul rate.")
-    per_pair = {r["batch"]: 1e3 * statistics.median(r["times"]) / r["batch"] for r in rows if "inference" in r["name"]}
-    print(f"registration inference per pair: {per_pair[16]:.1f} ms at batch 16, {per_pair[1]:.1f} ms at batch 1")
-    contiguous, channels_last = (statistics.median(r["times"]) for r in rows[:2])
-    print(f"U-Net channels_last vs contiguous: {contiguous / channels_last:.2f}x the speed")
+    med = {(r["name"], r["batch"]): statistics.median(r["times"]) for r in rows}
+    for tag in ("contiguous", "channels_last"):
+        print(f"registration inference per pair, {tag}: {1e3 * med[f'RegNet infer, {tag}', 4] / 4:.1f} ms at batch 4, "
+              f"{1e3 * med[f'RegNet infer, {tag}', 1]:.1f} ms at batch 1")
+    for net, train, batch in (("U-Net", "U-Net train", cfg.batch_size), ("RegNet", "RegNet train", cfg.batch_size),
+                              ("RegNet inference", "RegNet infer", 4)):
+        ratio = med[f"{train}, contiguous", batch] / med[f"{train}, channels_last", batch]
+        print(f"{net} channels_last vs contiguous: {ratio:.2f}x the speed")
     print(f"peak MiB: {rows[0]['how']}")
     other_end = other_cpu_seconds()
     if other_start is not None and other_end is not None:

@@ -89,7 +89,9 @@ def train_registration(
         _check_labels(labels, images, num_classes, "labels")
     device = torch.device(device) if device is not None else pick_device()
     gen = torch.Generator().manual_seed(seed)
-    model.to(device).train()
+    # channels_last: oneDNN's convolutions ran this network 1.18x faster so on a 2-core CPU
+    # (benchmarks/bench_models.py), and inference 1.3x to 1.5x.
+    model.to(device=device, memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = cosine_schedule(opt, steps, cosine)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
@@ -168,7 +170,7 @@ def register(
     n = max(n_m, n_f)
     moving, fixed = moving.expand(n, -1, -1, -1), fixed.expand(n, -1, -1, -1)
     device = _device_of(model, device)
-    model.to(device).eval()
+    model.to(device=device, memory_format=torch.channels_last).eval()  # faster, as in train_registration
     flows = [_field(model, moving[i:i + batch_size].to(device), fixed[i:i + batch_size].to(device), passes).to(moving.device)
              for i in range(0, n, batch_size)]
     return torch.cat(flows)  # (B, 2, H, W)
@@ -217,7 +219,7 @@ def propagate_labels(
     pairs_a = atlas_index.reshape(-1)  # (T * A',), target-major
     pairs_t = torch.arange(n_t).repeat_interleave(per)  # (T * A',)
     device = _device_of(model, device)
-    model.to(device).eval()
+    model.to(device=device, memory_format=torch.channels_last).eval()  # faster, as in train_registration
     h, w = target_images.shape[-2:]
     # Only the running sum unless every map is asked for: T * A' maps can be gigabytes.
     shape = (n_t * per if return_all else n_t, num_classes, h, w)
