@@ -216,20 +216,22 @@ def propagate_labels(
     if atlas_index.numel() and (int(atlas_index.min()) < 0 or int(atlas_index.max()) >= n_a):
         raise ValueError(f"atlas_index must be in [0, {n_a}), got {int(atlas_index.min())}..{int(atlas_index.max())}")
     per = atlas_index.shape[1]
-    pairs_a = atlas_index.reshape(-1)  # (T * A',), target-major
-    pairs_t = torch.arange(n_t).repeat_interleave(per)  # (T * A',)
+    # Each distinct (target, atlas) pair is registered once and counted as often as it was drawn:
+    # with 2 annotated images and 5 draws per target (the 1% split), 2 registrations instead of 5.
+    draws = torch.arange(n_t).repeat_interleave(per) * n_a + atlas_index.reshape(-1)  # (T * A',), target-major
+    pairs, inverse, counts = torch.unique(draws, return_inverse=True, return_counts=True)
+    pairs_t, pairs_a = pairs // n_a, pairs % n_a  # (P,) each
     device = _device_of(model, device)
     model.to(device=device, memory_format=torch.channels_last).eval()  # faster, as in train_registration
     h, w = target_images.shape[-2:]
     # Only the running sum unless every map is asked for: T * A' maps can be gigabytes.
-    shape = (n_t * per if return_all else n_t, num_classes, h, w)
-    maps = torch.zeros(shape)  # (T * A', K, H, W) or (T, K, H, W)
-    for i in range(0, len(pairs_a), batch_size):
+    maps = torch.zeros((len(pairs) if return_all else n_t, num_classes, h, w))  # (P, K, H, W) or (T, K, H, W)
+    for i in range(0, len(pairs), batch_size):
         a, t = pairs_a[i:i + batch_size], pairs_t[i:i + batch_size]
         flow = _field(model, atlas_images[a].to(device), target_images[t].to(device), passes)  # (b, 2, H, W)
         warped = warp(soft[a].to(device), flow).clamp(0, 1).cpu()  # (b, K, H, W)
         if return_all:
             maps[i:i + len(a)] = warped
         else:
-            maps.index_add_(0, t, warped)
-    return maps.view(n_t, per, num_classes, h, w) if return_all else maps / per
+            maps.index_add_(0, t, warped * counts[i:i + len(a), None, None, None])
+    return maps[inverse].view(n_t, per, num_classes, h, w) if return_all else maps / per

@@ -127,6 +127,23 @@ def test_propagated_labels_of_an_identity_model_are_the_atlas_labels():
 
 
 
+def test_repeated_atlas_draws_count_as_often_as_drawn():
+    torch.manual_seed(1)
+    model = RegNet(features=4, levels=3)
+    with torch.no_grad():
+        for head in model.heads:
+            head.weight.normal_(0, 0.1)  # a non-identity field, so each pair's map differs
+    atlases, targets = torch.rand(3, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    labels = torch.randint(0, 4, (3, 32, 32))
+    index = torch.tensor([[0, 0, 2, 0, 1], [2, 2, 2, 1, 2]])  # draws with replacement, as the pseudo-labels
+    fields = register(model, atlases[index.reshape(-1)], targets.repeat_interleave(5, 0))  # every draw on its own
+    each = warp(one_hot(labels, 4)[index.reshape(-1)], fields).clamp(0, 1).view(2, 5, 4, 32, 32)
+    every = propagate_labels(model, atlases, labels, targets, num_classes=4, atlas_index=index, return_all=True)
+    torch.testing.assert_close(every, each, atol=1e-5, rtol=1e-4)
+    mean = propagate_labels(model, atlases, labels, targets, num_classes=4, atlas_index=index, batch_size=3)
+    torch.testing.assert_close(mean, each.mean(dim=1), atol=1e-5, rtol=1e-4)
+
+
 def _shifting_model(shift_px: float, size: int = 32) -> RegNet:
     """A RegNet that predicts the same shift along W for any pair: zero flow heads, affine bias only."""
     model = RegNet(features=4, levels=3, affine=True)
