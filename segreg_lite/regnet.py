@@ -187,7 +187,12 @@ class RegNet(nn.Module):
                 if refine:  # the moving image as the coarser levels' (integrated) field already warps it
                     so_far = resize_flow(flows[-1], skip.shape[-2:])  # (B, 2, h, w)
                     warped = warp(movings[level], so_far).to(skip.dtype)
-                    skip = torch.cat([skip, warped, fixeds[level].to(skip.dtype)], dim=1)  # (B, 2F + 2, h, w)
+                    images = torch.cat([warped, fixeds[level].to(skip.dtype)], dim=1)  # (B, 2, h, w)
+                    # In skip's memory format: otherwise cat falls back to contiguous and a
+                    # channels_last convolution copies the whole (B, 2F + 2, h, w) tensor back.
+                    if skip.is_contiguous(memory_format=torch.channels_last):
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    skip = torch.cat([skip, images], dim=1)  # (B, 2F + 2, h, w)
             d = block(skip)  # (B, F, h, w)
             # Fields in float32 even under autocast: float16 has 0.06 px steps at 100 px.
             r = head(d).float()  # (B, 2, h, w), pixels of this level
