@@ -6,10 +6,10 @@
 Reads the split and the two pre-trained models of a ``segreg-lite run`` folder on the default
 cohort (``checkpoints/pretrained_seg.pt`` and ``pretrained_reg.pt``: the models the joint method
 starts from) and makes the pseudo-labels of every unannotated training image
-(:func:`segreg_lite.pseudo.make_pseudo_labels`) with each ``n_atlas:n_tta`` setting (the paper's
-is 5 atlases and 1 + 4 segmentation maps, ``5:4``). For each it prints the mean Dice over the
-four classes of the argmax against the hidden truth: the registration masks alone, the
-segmentation masks alone and the combined mask; then, for the first setting, the combined mask
+(:func:`segreg_lite.pseudo.make_pseudo_labels`, with the run's ``reg_passes``) with each
+``n_atlas:n_tta`` setting (the paper's is 5 atlases and 1 + 4 segmentation maps, ``5:4``). For
+each it prints the mean Dice over the four classes of the argmax against the hidden truth: the
+registration masks alone, the segmentation masks alone and the combined mask; then, for the first setting, the combined mask
 as the weight of the segmentation maps goes from 0 (registration only) to 1 (segmentation only),
 which says which balance is best on this run. After Li et al. (arXiv 2502.03229). Nothing is
 asserted.
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from segreg_lite.checkpoint import load_checkpoint
+from segreg_lite.config import TrainConfig
 from segreg_lite.experiment import load_data
 from segreg_lite.io import read_json
 from segreg_lite.joint import phase_seed
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{path} is missing: run `segreg-lite run` with a joint method into {args.run} first")
     spec = read_json(args.run / "run.json")
     split = Split.from_dict(spec["split"])
+    passes = TrainConfig.from_dict(spec["config"]).reg_passes  # the run's registration inference
     data = load_data("cohort", n_subjects=args.subjects, seed=args.data_seed)
     if split.n_subjects != len(data.images):
         raise SystemExit(f"{args.run} was run on {split.n_subjects} subjects, not this cohort's {len(data.images)}")
@@ -64,14 +66,14 @@ def main(argv: list[str] | None = None) -> None:
     unann = list(split.unannotated)
     truth = data.labels[unann]
     print(f"{args.run}: {data.description}; split seed {split.seed}, {len(split.annotated)} annotated, "
-          f"{len(unann)} unannotated images scored")
+          f"{len(unann)} unannotated images scored; {passes} registration pass{'es' if passes > 1 else ''} per atlas")
     print("setting | registration masks | segmentation masks | combined")
     print("--- | --- | --- | ---")
     first = None
     for n_atlas, n_tta in settings:
         gen = torch.Generator().manual_seed(phase_seed(split.seed, 0, "pseudo"))
         pl = make_pseudo_labels(seg, reg, data.images, data.labels, split.annotated, unann, n_atlas=n_atlas,
-                                n_tta=n_tta, generator=gen, device=args.device)
+                                n_tta=n_tta, generator=gen, device=args.device, passes=passes)
         first = first or (pl, n_atlas, n_tta)
         print(f"{n_atlas} atlases, 1 + {n_tta} TTA | {dice(pl.reg, truth, k):.3f} | {dice(pl.seg, truth, k):.3f} | "
               f"{dice(pl.soft, truth, k):.3f}", flush=True)
