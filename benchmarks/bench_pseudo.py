@@ -9,9 +9,9 @@ starts from) and makes the pseudo-labels of every unannotated training image
 (:func:`segreg_lite.pseudo.make_pseudo_labels`, with the run's ``reg_passes``) with each
 ``n_atlas:n_tta`` setting (the paper's is 5 atlases and 1 + 4 segmentation maps, ``5:4``). For
 each it prints the mean Dice over the four classes of the argmax against the hidden truth: the
-registration masks alone, the segmentation masks alone and the combined mask; then, for the first setting, the combined mask
-as the weight of the segmentation maps goes from 0 (registration only) to 1 (segmentation only),
-which says which balance is best on this run. After Li et al. (arXiv 2502.03229). Nothing is
+registration masks alone, the segmentation masks alone and the combined mask; then, for the
+first setting, the combined mask as the weight of the segmentation maps goes from 0
+(registration only) to 1 (segmentation only), which says which balance is best on this run. After Li et al. (arXiv 2502.03229). Nothing is
 asserted.
 """
 from __future__ import annotations

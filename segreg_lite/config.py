@@ -116,9 +116,10 @@ PRESETS = ("cpu", "quick", "sweep", "paper")
 
 #: Pseudo-label settings of the CPU presets, which run on the synthetic cohort: twice as many
 #: segmentation maps as atlases (1 + 9 against 5, where the paper has 1 + 4 against 5) and a
-#: confidence-weighted loss. The segmenter's maps are still the better source there, so the
-#: combined mask scores best with them weighted above half; ``benchmarks/bench_pseudo.py`` prints
-#: both balances and the whole weight curve for a finished run.
+#: confidence-weighted loss. With one or two annotated images the segmenter's maps are the better
+#: source, and where the atlases are poor the paper's equal split pulls the combined mask below the
+#: segmenter's maps alone; this balance keeps it above both sources. ``benchmarks/bench_pseudo.py``
+#: prints both balances and the whole weight curve for a finished run.
 CPU_PSEUDO: dict[str, Any] = {"n_tta": 9, "confidence_weight": True}
 
 

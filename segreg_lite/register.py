@@ -89,9 +89,7 @@ def train_registration(
         _check_labels(labels, images, num_classes, "labels")
     device = torch.device(device) if device is not None else pick_device()
     gen = torch.Generator().manual_seed(seed)
-    # channels_last: oneDNN's convolutions ran this network 1.18x faster so on a 2-core CPU
-    # (benchmarks/bench_models.py), and inference 1.3x to 1.5x.
-    model.to(device=device, memory_format=torch.channels_last).train()
+    _ready(model, device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = cosine_schedule(opt, steps, cosine)
     scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
@@ -128,6 +126,12 @@ def train_registration(
 
 def _device_of(model: RegNet, device: torch.device | str | None) -> torch.device:
     return torch.device(device) if device is not None else next(model.parameters()).device
+
+
+def _ready(model: RegNet, device: torch.device) -> RegNet:
+    """``model`` on ``device`` in channels_last: oneDNN's convolutions run this network faster so,
+    for training and more so for inference (``benchmarks/bench_models.py`` times both formats)."""
+    return model.to(device=device, memory_format=torch.channels_last)
 
 
 def _check_passes(passes: int) -> None:
@@ -170,7 +174,7 @@ def register(
     n = max(n_m, n_f)
     moving, fixed = moving.expand(n, -1, -1, -1), fixed.expand(n, -1, -1, -1)
     device = _device_of(model, device)
-    model.to(device=device, memory_format=torch.channels_last).eval()  # faster, as in train_registration
+    _ready(model, device).eval()
     flows = [_field(model, moving[i:i + batch_size].to(device), fixed[i:i + batch_size].to(device), passes).to(moving.device)
              for i in range(0, n, batch_size)]
     return torch.cat(flows)  # (B, 2, H, W)
@@ -222,7 +226,7 @@ def propagate_labels(
     pairs, inverse, counts = torch.unique(draws, return_inverse=True, return_counts=True)
     pairs_t, pairs_a = pairs // n_a, pairs % n_a  # (P,) each
     device = _device_of(model, device)
-    model.to(device=device, memory_format=torch.channels_last).eval()  # faster, as in train_registration
+    _ready(model, device).eval()
     h, w = target_images.shape[-2:]
     # Only the running sum unless every map is asked for: T * A' maps can be gigabytes.
     maps = torch.zeros((len(pairs) if return_all else n_t, num_classes, h, w))  # (P, K, H, W) or (T, K, H, W)
