@@ -198,16 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folders", nargs="+", help="run folders (results.json inside), one per seed, same data/preset/fraction")
     p.set_defaults(func=_summary)
 
-    from segreg_lite.sweep import FRACTIONS, SWEEP_METHODS
+    from segreg_lite.sweep import SWEEP_FRACTIONS, SWEEP_METHODS
 
     p = command("sweep", help="every method at every annotated fraction and seed; skips finished runs")
     p.add_argument("--data", default="cohort", help="'cohort' (embedded, default), 'oasis' (download) or a NIfTI folder")
     p.add_argument("--subjects", type=int, default=300, help="cohort size (default 300)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated cohort (default 0)")
-    p.add_argument("--size", type=int, nargs=2, default=(64, 64), metavar=("H", "W"), help="cohort image size (default 64 64)")
-    p.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS), help="annotated fractions, comma-separated")
+    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="cohort image size (default 128 128)")
+    p.add_argument("--fractions", default=",".join(f"{f:g}" for f in SWEEP_FRACTIONS),
+                   help=f"annotated fractions, comma-separated (default {','.join(f'{f:g}' for f in SWEEP_FRACTIONS)}; the paper adds 0.5)")
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
-    p.add_argument("--methods", default=",".join(SWEEP_METHODS), help="comma-separated (default: every method)")
+    p.add_argument("--methods", default=",".join(SWEEP_METHODS), help=f"comma-separated (default {','.join(SWEEP_METHODS)})")
     p.add_argument("--preset", default="sweep", help="training settings: sweep, cpu, quick or paper (default sweep)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--out", default="results/sweep", help="root folder, one run folder per fraction and seed (default results/sweep)")

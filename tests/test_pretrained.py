@@ -109,15 +109,20 @@ def test_broken_files_are_clear_errors(tmp_path, data):
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped weights are made by scripts/make_pretrained.py")
 def test_the_shipped_file_fits_the_default_cohort_for_split_seeds_0_1_2():
+    """Every run of the main command and of the sweep (each CPU preset, each of the sweep's
+    fractions, seeds 0-2) starts from the shipped network instead of training its own."""
     from segreg_lite.experiment import load_data
+    from segreg_lite.sweep import SWEEP_FRACTIONS
 
     assert SHIPPED.stat().st_size < 5e6
     reg, extra = load_pretrained()
     assert reg.config["affine"] and all(p.dtype == torch.float32 for p in reg.parameters())
     data = load_data("cohort")
     for seed in (0, 1, 2):
-        split = make_split(len(data.images), seed=seed, fraction=0.01, subjects=data.subjects)
-        model, note = shipped_regnet(data.images, split, get_preset("cpu"))
-        assert model is not None, note
+        for fraction in SWEEP_FRACTIONS:
+            split = make_split(len(data.images), seed=seed, fraction=fraction, subjects=data.subjects)
+            for preset in ("cpu", "quick", "sweep"):
+                model, note = shipped_regnet(data.images, split, get_preset(preset))
+                assert model is not None, f"{preset}, fraction {fraction}, seed {seed}: {note}"
     split = make_split(len(data.images), seed=5, fraction=0.01, subjects=data.subjects)
     assert shipped_regnet(data.images, split, get_preset("cpu"))[0] is None  # it saw seed 5's test images
