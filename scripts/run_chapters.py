@@ -9,9 +9,20 @@ that changes on every run (papermill's timings and status, cell execution timest
 state), its execution counts are renumbered 1, 2, 3, ..., and it replaces the chapter atomically,
 so a regeneration diffs cleanly against the last one.
 
+Widgets need a live kernel, and the static book has none: before the widget state goes, each
+widget view in the outputs is replaced by plain text. A progress bar (``tqdm.auto`` becomes a
+widget under papermill) becomes its final state, read from the stored widget state
+(``segmenter: 100% 800/800 [04:10<00:00, 3.19it/s]``); any other widget (an ``interact`` slider)
+becomes a line saying the control needs a live kernel and the static figure beside it shows the
+same. Each chapter's wall time is stored in ``segreg_lite/data/chapter_times.json`` (under
+``"full"``, or ``"smoke"`` for ``--smoke`` runs, with the machine and the date), where the chapter
+itself reads it back (``segreg_lite.book.show_run_time``); a run with ``-p`` overrides is not
+recorded, since it does not run the chapter's own settings.
+
     python scripts/run_chapters.py                          # every chapter, in place
     python scripts/run_chapters.py book/data.ipynb -p n_subjects 500
     python scripts/run_chapters.py --smoke                  # SEGREG_SMOKE=1, into a temporary folder
+    python scripts/run_chapters.py --stamp-times            # only rewrite the run-time lines
 
 ``-p NAME VALUE`` goes to every selected chapter whose ``parameters`` cell defines NAME; VALUE is
 read as a Python literal when it is one (``500``, ``0.1``, ``True``, ``[1, 2]``) and as a string
@@ -23,13 +34,18 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import datetime
+import html
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import nbformat
 import papermill
@@ -42,6 +58,11 @@ from segreg_lite.io import atomic_path  # noqa: E402
 
 KERNEL = "python3"
 INJECTED_TAG = "injected-parameters"  # papermill's tag for the cell holding -p values
+TIMES_FILE = ROOT / "segreg_lite" / "data" / "chapter_times.json"  # read by segreg_lite.book.run_time
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # an output that shows a widget
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"  # nbclient's key in nb.metadata.widgets
+LIVE_KERNEL_NOTE = ("[interactive control{names}: it needs a live kernel (Jupyter, Colab, Binder); "
+                    "the static figure beside it shows the same]")
 
 
 def toc_chapters(toc: Path = ROOT / "_toc.yml") -> list[Path]:
@@ -79,6 +100,76 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def _widget_text(value: str) -> str:
+    """Plain text of a widget's HTML value (tqdm writes figure spaces and escapes ``<``)."""
+    text = html.unescape(re.sub(r"<[^>]+>", "", value))
+    text = text.replace("\u200b", "").replace("\u2007", " ").replace("\xa0", " ")
+    return " ".join(text.split())
+
+
+def widget_as_text(model_id: str, state: dict[str, Any]) -> str:
+    """What a widget view shows, as one line of text, from the stored widget ``state``.
+
+    ``state`` maps model ids to ``{"model_name": ..., "state": {...}}`` (nbclient's
+    ``application/vnd.jupyter.widget-state+json``). A box holding a progress bar (tqdm's notebook
+    bar: HTML, FloatProgress, HTML) gives its texts in order, e.g. ``segmenter: 100% 800/800
+    [04:10<00:00, 3.19it/s]``, with the percentage computed from the bar when no text gives one;
+    anything else gives :data:`LIVE_KERNEL_NOTE` naming its controls.
+    """
+    def model(mid: str) -> dict[str, Any]:
+        return state.get(mid.removeprefix("IPY_MODEL_"), {})
+
+    def leaves(mid: str, seen: frozenset = frozenset()) -> list[dict[str, Any]]:
+        m = model(mid)
+        if not m or mid in seen:
+            return []
+        children = m.get("state", {}).get("children") or []
+        if not children:
+            return [m]
+        return [leaf for child in children for leaf in leaves(child, seen | {mid})]
+
+    parts = leaves(model_id)
+    bars = [p for p in parts if p.get("model_name", "").endswith("ProgressModel")]
+    if bars:
+        texts = []
+        for p in parts:
+            if p.get("model_name") in {"HTMLModel", "LabelModel", "HTMLMathModel"}:
+                texts.append(_widget_text(str(p.get("state", {}).get("value", ""))))
+        line = " ".join(t for t in texts if t)
+        if "%" not in line:  # a bare progress bar: say how far it got
+            st = bars[0].get("state", {})
+            span = (st.get("max") or 0) - (st.get("min") or 0)
+            pct = 100 * ((st.get("value") or 0) - (st.get("min") or 0)) / span if span else 0
+            line = f"{line} {pct:.0f}%".strip()
+        return line
+    names = [p.get("state", {}).get("description") for p in parts]
+    names = [n for n in names if n]
+    return LIVE_KERNEL_NOTE.format(names=f" ({', '.join(names)})" if names else "")
+
+
+def static_widgets(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Replace every widget-view output by plain text (see :func:`widget_as_text`).
+
+    Run before :func:`strip_volatile` drops the widget state: a view without its state renders
+    blank in the book, and tqdm's text/plain fallback is the bar's first state (``0%``). Each
+    text becomes a stdout stream output where the view stood.
+    """
+    state = (nb.metadata.get("widgets") or {}).get(WIDGET_STATE, {}).get("state", {})
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                outputs.append(output)
+                continue
+            text = widget_as_text(view.get("model_id", ""), state)
+            outputs.append(nbformat.v4.new_output("stream", name="stdout", text=text + "\n"))
+        cell.outputs = outputs
+    return nb
+
+
 def strip_volatile(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Drop what changes on every run (timings, papermill status, widget state); renumber counts."""
     nb.metadata.pop("papermill", None)
@@ -102,6 +193,29 @@ def strip_volatile(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def keep_output_widgets_local() -> None:
+    """Stop nbclient from sending Output-widget updates to the kernel while a cell runs.
+
+    nbclient mirrors each ``ipywidgets.Output`` (``interact`` draws into one) and, for every
+    output the widget captures, sends the new state back to the kernel on the shell channel, while
+    it is itself waiting on that channel for the cell's reply. Now and then the reply is then never
+    seen and the run hangs for good, the kernel idle (jupyter/nbclient#312, jupyter/nbconvert#2029;
+    here 2 of 6 runs of a notebook of 40 ``interact`` cells, and the registration chapter in smoke
+    mode). The kernel has no use for that echo in a batch run; the widget state that this script
+    reads is kept on the client side as before. Patched once, for this process.
+    """
+    from nbclient.output_widget import OutputWidget
+
+    if getattr(OutputWidget.sync_state, "_segreg_local", False):
+        return
+
+    def sync_state(self: OutputWidget) -> None:
+        self.executor.widget_state[self.comm_id]["outputs"] = self.outputs
+
+    sync_state._segreg_local = True  # type: ignore[attr-defined]
+    OutputWidget.sync_state = sync_state
+
+
 def run_chapter(chapter: Path, parameters: dict[str, Any], work: Path, verbose: bool) -> nbformat.NotebookNode:
     """Execute ``chapter`` into ``work``; return the executed notebook with volatile metadata stripped.
 
@@ -114,6 +228,7 @@ def run_chapter(chapter: Path, parameters: dict[str, Any], work: Path, verbose: 
     source = work / f"input-{chapter.name}"
     nbformat.write(nb, source)
     executed = work / chapter.name
+    keep_output_widgets_local()
     papermill.execute_notebook(
         str(source),
         str(executed),
@@ -123,7 +238,85 @@ def run_chapter(chapter: Path, parameters: dict[str, Any], work: Path, verbose: 
         progress_bar=False,
         log_output=verbose,
     )
-    return strip_volatile(nbformat.read(executed, as_version=4))
+    return strip_volatile(static_widgets(nbformat.read(executed, as_version=4)))
+
+
+def stamp_run_time(nb: nbformat.NotebookNode, chapter: str, times_file: Path | None = None) -> int:
+    """Give the cells that call ``show_run_time`` the line :func:`segreg_lite.book.run_time`
+    makes now from ``times_file``; returns how many cells were stamped.
+
+    A chapter prints its run time before the run that measures it has ended, so the executed
+    output would always be one run late (or "not yet measured"). The line is the same function's
+    output on the times just recorded, put where the cell's own output stood.
+    """
+    from segreg_lite.book import run_time
+
+    text = run_time(chapter, times_file if times_file is not None else TIMES_FILE) + "\n"
+    stamped = 0
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "show_run_time(" in cell.source:
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+            stamped += 1
+    return stamped
+
+
+def describe_machine() -> str:
+    """The machine the chapters run on, as the book states it: the GPU's name, or ``N-core CPU``.
+
+    The chapters pick their device with ``device="auto"`` (cuda > mps > cpu), so this asks torch
+    the same question in this process (the kernel inherits its environment).
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "Apple GPU (MPS)"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cores}-core CPU"
+
+
+def record_time(chapter: str, mode: str, seconds: float, machine: str,
+                date: datetime.date | None = None, times_file: Path | None = None) -> dict[str, Any]:
+    """Store ``chapter``'s wall time under ``mode`` (``"full"`` or ``"smoke"``) in ``times_file``
+    (default :data:`TIMES_FILE`).
+
+    The file maps chapter stems to ``{mode: {"seconds", "machine", "date"}}``; other chapters and
+    the other mode are kept. Written atomically (a reader never sees half a file); returns the
+    whole mapping.
+    """
+    if mode not in {"full", "smoke"}:
+        raise ValueError(f"mode must be 'full' or 'smoke', not {mode!r}")
+    times_file = Path(times_file) if times_file is not None else TIMES_FILE
+    times_file.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(times_file.parent):  # two runs at once: neither loses the other's time
+        times = json.loads(times_file.read_text()) if times_file.exists() else {}
+        times.setdefault(chapter, {})[mode] = {
+            "seconds": round(float(seconds), 1),
+            "machine": machine,
+            "date": (date or datetime.date.today()).isoformat(),
+        }
+        times = {name: dict(sorted(entry.items())) for name, entry in sorted(times.items())}
+        with atomic_path(times_file) as tmp:
+            tmp.write_text(json.dumps(times, indent=2) + "\n")
+    return times
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` (flock on the folder itself: no lock file is left behind)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no locking, the atomic write still keeps the file whole
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def shown_path(path: Path) -> str:
@@ -154,9 +347,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for --smoke outputs (default: a new temporary folder)")
     parser.add_argument("-v", "--verbose", action="store_true", help="stream each cell's output")
+    parser.add_argument("--stamp-times", action="store_true",
+                        help="execute nothing: rewrite each chapter's run-time line from the recorded times")
     args = parser.parse_args(argv)
 
     chapters = resolve_chapters(args.chapters)
+    if args.stamp_times:
+        for chapter in chapters:
+            nb = nbformat.read(chapter, as_version=4)
+            stamped = stamp_run_time(nb, chapter.stem)
+            if stamped:
+                with atomic_path(chapter) as tmp:
+                    nbformat.write(nb, str(tmp))
+                    tmp.chmod(chapter.stat().st_mode & 0o777)
+            print(f"{shown_path(chapter)}: {stamped} run-time cell(s) stamped")
+        return 0
     overrides = {name: parse_value(value) for name, value in args.parameter}
     declared = {c: set(papermill.inspect_notebook(str(c))) for c in chapters}
     unknown = sorted(set(overrides) - set().union(*declared.values()))
@@ -179,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = None
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
+    machine = describe_machine()
+    run_mode = "smoke" if args.smoke else "full"
     start = time.perf_counter()
     for i, chapter in enumerate(chapters, 1):
         name = shown_path(chapter)
@@ -198,14 +405,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAILED {name} after {time.perf_counter() - t0:.1f} s: {type(err).__name__}: {err}\n"
                   f"{name} is unchanged; work folder {work}", file=sys.stderr)
             return 1
+        seconds = time.perf_counter() - t0
+        if params:
+            note = "not recorded (run with -p overrides)"
+        else:
+            record_time(chapter.stem, run_mode, seconds, machine)
+            note = f"recorded as its {run_mode} time on a {machine} in {shown_path(TIMES_FILE)}"
+            stamp_run_time(nb, chapter.stem)  # the time just measured, not the previous run's
         target = out_dir / chapter.name if out_dir else chapter
         mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
         with atomic_path(target) as tmp:
             nbformat.write(nb, str(tmp))
             tmp.chmod(mode)  # the temporary file is created private (0600); keep the chapter's mode
         shutil.rmtree(work)
-        print(f"[{i}/{len(chapters)}] {name} done in {time.perf_counter() - t0:.1f} s -> "
-              f"{shown_path(target)}", flush=True)
+        print(f"[{i}/{len(chapters)}] {name} done in {seconds:.1f} s -> {shown_path(target)}; {note}",
+              flush=True)
     print(f"{len(chapters)} chapter(s) in {time.perf_counter() - start:.1f} s")
     return 0
 
