@@ -1,58 +1,123 @@
 #!/usr/bin/env python
-"""Write the sweep's results table into the README, between its two marker lines.
+"""Write the README's generated blocks: the sweep's results table and what ``make main`` printed.
 
-    python scripts/readme_results.py [--root results/sweep] [--readme README.md]
+    python scripts/readme_results.py [--root DIR] [--main DIR] [--readme README.md]
 
-The table (``segreg_lite.sweep.markdown_sweep``: mean test Dice +- std over seeds, per method and
-annotated fraction) and the line under it are made from the run folders' ``results.json``, never
-typed: ``make results`` runs this after the results chapter has run the sweep. The README is
-replaced atomically; without both markers, or without finished runs, nothing is written.
+Both come from results files, never typed, by default the ones the package ships
+(``segreg_lite/data/shipped_results``, written by ``scripts/export_results.py``), so the README
+shows the same numbers as the results chapter, which reads them too:
+
+- between ``<!-- results table: start ... -->`` and ``<!-- results table: end -->``: the sweep
+  under ``--root`` (``segreg_lite.sweep.markdown_sweep``: mean test Dice +- std over seeds, per
+  method and annotated fraction) and a line on what it is and what it cost;
+- between ``<!-- make main: start ... -->`` and ``<!-- make main: end -->``, where the README has
+  those markers: the run under ``--main`` as ``segreg-lite run`` prints it at the end
+  (``segreg_lite.experiment.format_table``), with its measured time where its ``export.json``
+  records one.
+
+``--root results/sweep`` writes the table of a sweep just run. The README is replaced
+atomically; without the table's markers, or without finished runs, nothing is written.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from segreg_lite.experiment import format_table, load_results  # noqa: E402
 from segreg_lite.io import write_text  # noqa: E402
-from segreg_lite.sweep import collect_sweep, compute_minutes, markdown_sweep  # noqa: E402
+from segreg_lite.sweep import SHIPPED_RESULTS, collect_sweep, compute_minutes, markdown_sweep  # noqa: E402
 
 START, END = "<!-- results table: start (scripts/readme_results.py) -->", "<!-- results table: end -->"
+MAIN_START, MAIN_END = "<!-- make main: start (scripts/readme_results.py) -->", "<!-- make main: end -->"
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (the README never shows this machine's paths)."""
+    path = Path(path).resolve()
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.as_posix()
+
+
+def export_record(folder: Path) -> dict | None:
+    """The ``export.json`` that scripts/export_results.py wrote into ``folder``, if any."""
+    path = Path(folder) / "export.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def results_block(root: Path) -> str:
+    """The sweep's table and the line under it."""
     collected = collect_sweep(root)
     first = next(iter(collected.values()))[0]
     seeds = sorted({s["seed"] for runs in collected.values() for s in runs})
+    record = export_record(root)
+    timing = (record or {}).get("timing")
+    wall = (f", {timing['busy_minutes']:.0f} min of wall time with {timing['runs_at_once']} runs at a time"
+            f"{' on a ' + record['machine'] if record.get('machine') else ''}") if timing else ""
     note = (f"Mean test Dice over the four classes, mean ± std over seeds {', '.join(map(str, seeds))}; "
             f"{first['data']}, preset `{first['preset']}`, {len(first['split']['test'])} test subjects per "
             f"seed; best of each fraction in bold (upper bound aside); "
-            f"{compute_minutes(collected):.0f} min of compute in all. Made by `scripts/readme_results.py` "
-            f"from `{root.as_posix()}`.")
+            f"{compute_minutes(collected):.0f} min of compute in all{wall}. Made by "
+            f"`scripts/readme_results.py` from `{shown(root)}`.")
     return f"{markdown_sweep(collected)}\n\n{note}"
+
+
+def main_block(folder: Path) -> str:
+    """How long the main run took and the table ``segreg-lite run`` printed at its end."""
+    summary = load_results([folder])[0]
+    record = export_record(folder)
+    timing = (record or {}).get("timing")
+    if timing:
+        took = (f"`make main` took {timing['busy_minutes']:.0f} min"
+                f"{' on a ' + record['machine'] if record.get('machine') else ''} "
+                f"({timing['first_start'][:10]}), measured from the run's start to its last method by "
+                f"the run folder's file times (`{shown(folder)}/export.json`); generating the cohort, "
+                "and the first time creating `.venv`, come on top.")
+    else:
+        took = "The time of `make main` was not recorded."
+    n_test = len(summary["split"]["test"])
+    printed = f"mean over {n_test} test subjects (Dice; Hausdorff distances in pixels)\n\n{format_table(summary)}"
+    return (f"{took} The end of what it printed (preset `{summary['preset']}`, fraction "
+            f"{summary['fraction']:g}, seed {summary['seed']}; made by `scripts/readme_results.py` from "
+            f"`{shown(folder)}`):\n\n```text\n{printed}\n```")
+
+
+def replace_block(text: str, start: str, end: str, block: str) -> str:
+    head, rest = text.split(start)
+    tail = rest.split(end)[1]
+    return f"{head}{start}\n{block}\n{end}{tail}"
+
+
+def has_markers(text: str, start: str, end: str) -> bool:
+    return text.count(start) == 1 and text.count(end) == 1 and text.index(start) < text.index(end)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path("results/sweep"))
+    parser.add_argument("--root", type=Path, default=SHIPPED_RESULTS / "sweep", help="the sweep's root folder")
+    parser.add_argument("--main", type=Path, default=SHIPPED_RESULTS / "main", help="the make main run folder")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args(argv)
     text = args.readme.read_text()
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+    if not has_markers(text, START, END):
         print(f"{args.readme}: needs one {START!r} line followed by one {END!r} line", file=sys.stderr)
         return 1
     try:
-        block = results_block(args.root)
+        text = replace_block(text, START, END, results_block(args.root))
+        if MAIN_START in text or MAIN_END in text:
+            if not has_markers(text, MAIN_START, MAIN_END):
+                print(f"{args.readme}: needs one {MAIN_START!r} line followed by one {MAIN_END!r} line",
+                      file=sys.stderr)
+                return 1
+            text = replace_block(text, MAIN_START, MAIN_END, main_block(args.main))
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    head, rest = text.split(START)
-    tail = rest.split(END)[1]
-    write_text(args.readme, f"{head}{START}\n{block}\n{END}{tail}")
-    print(f"wrote the results table of {args.root} into {args.readme}")
+    write_text(args.readme, text)
+    print(f"wrote the results of {shown(args.root)} into {args.readme}")
     return 0
 
 

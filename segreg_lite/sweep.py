@@ -9,7 +9,8 @@ depend on the fraction, so it runs once per seed, in ``full-s<seed>`` at fractio
 
 :func:`run_sweep` runs the plan, :func:`collect_sweep` reads whatever the root holds (the results
 chapter and ``segreg-lite sweep``), grouped by fraction and summarised over seeds with
-:func:`segreg_lite.experiment.summarize`.
+:func:`segreg_lite.experiment.summarize`. The finished 128x128 sweep ships with the package under
+:data:`SHIPPED_RESULTS`, which the results chapter reads unless told to recompute.
 """
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ SWEEP_FRACTIONS: tuple[float, ...] = FRACTIONS[:-1]
 #: method's ablations, ``joint_seg`` and ``joint_reg``, are the rounds chapter's).
 SWEEP_METHODS: tuple[str, ...] = ("supervised", "supervised_aug", "mean_teacher", "reg_only", "joint", "upper_bound")
 UPPER = "upper_bound"
+#: Results shipped with the package, so that a clone and a pip-installed package (Colab) read the
+#: same numbers without training: ``sweep`` (the results chapter's sweep), ``sweep-longer`` (its
+#: longer-schedule check) and ``main`` (the README's ``make main`` run), each the ``results.json``
+#: and ``results.csv`` of its run folders plus an ``export.json`` saying where they came from and
+#: how long they took. ``scripts/export_results.py`` writes them; :func:`collect_sweep` reads them.
+SHIPPED_RESULTS = Path(__file__).resolve().parent / "data" / "shipped_results"
 
 
 @dataclass(frozen=True)
