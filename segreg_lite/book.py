@@ -145,14 +145,17 @@ def run_time(chapter: str, times_file: str | os.PathLike | None = None) -> str:
         entry = json.loads(path.read_text()).get(chapter, {})
     except FileNotFoundError:
         entry = {}
+    measured = {mode: entry.get(mode) for mode in ("full", "smoke")}
+    where = {mode: f"({m['machine']}, {m['date']})" for mode, m in measured.items() if m}
+    shared = len(where) == 2 and len(set(where.values())) == 1  # one machine, one day: say it once
     parts = []
     for mode, what in (("full", "at full settings"), ("smoke", "in smoke mode")):
-        m = entry.get(mode)
-        if m:
-            parts.append(f"{_duration(m['seconds'])} {what} ({m['machine']}, {m['date']})")
-        else:
+        m = measured[mode]
+        if not m:
             parts.append(f"not yet measured {what}")
-    return f"Run time of this chapter: {parts[0]}; {parts[1]}."
+        else:
+            parts.append(f"{_duration(m['seconds'])} {what}" + ("" if shared else f" {where[mode]}"))
+    return f"Run time: {parts[0]}, {parts[1]}" + (f" {where['full']}." if shared else ".")
 
 
 def show_run_time(chapter: str) -> None:
