@@ -149,7 +149,7 @@ def run_time(chapter: str, times_file: str | os.PathLike | None = None) -> str:
     where = {mode: f"({m['machine']}, {m['date']})" for mode, m in measured.items() if m}
     shared = len(where) == 2 and len(set(where.values())) == 1  # one machine, one day: say it once
     parts = []
-    for mode, what in (("full", "at full settings"), ("smoke", "in smoke mode")):
+    for mode, what in (("full", "at full settings"), ("smoke", "on the tests' tiny settings")):
         m = measured[mode]
         if not m:
             parts.append(f"not yet measured {what}")

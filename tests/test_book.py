@@ -184,13 +184,13 @@ def test_run_time_reads_the_recorded_times(tmp_path):
     }))
     assert run_time("segmentation", times) == (
         "Run time: 24 min at full settings (2-core CPU, 2025-12-01), "
-        "42 s in smoke mode (2-core CPU, 2025-12-02).")
+        "42 s on the tests' tiny settings (2-core CPU, 2025-12-02).")
     same_day = {"full": {"seconds": 600.0, "machine": "2-core CPU", "date": "2025-12-01"},
                 "smoke": {"seconds": 30.0, "machine": "2-core CPU", "date": "2025-12-01"}}
     times.write_text(json.dumps({"segmentation": same_day, **json.loads(times.read_text())} | {"tta": same_day}))
-    assert run_time("tta", times) == "Run time: 10 min at full settings, 30 s in smoke mode (2-core CPU, 2025-12-01)."
+    assert run_time("tta", times) == "Run time: 10 min at full settings, 30 s on the tests' tiny settings (2-core CPU, 2025-12-01)."
     assert run_time("data", times) == (
-        "Run time: not yet measured at full settings, 12 s in smoke mode (NVIDIA H200, 2025-12-03).")
+        "Run time: not yet measured at full settings, 12 s on the tests' tiny settings (NVIDIA H200, 2025-12-03).")
     assert run_time("owndata", times).count("not yet measured") == 2
     assert run_time("data", tmp_path / "absent.json").count("not yet measured") == 2
 

@@ -84,7 +84,7 @@ def test_record_time_keeps_the_other_entries_and_writes_valid_json(tmp_path):
     from segreg_lite.book import run_time
 
     assert run_time("data", times) == ("Run time: 2 min at full settings (NVIDIA H200, 2025-12-01), "
-                                       "10 s in smoke mode (2-core CPU, 2025-12-01).")
+                                       "10 s on the tests' tiny settings (2-core CPU, 2025-12-01).")
 
 
 def test_describe_machine_names_the_cpu_cores_without_a_gpu(monkeypatch):
@@ -175,5 +175,5 @@ def test_run_time_cells_are_stamped_with_the_times_just_recorded(tmp_path):
     assert run_chapters.stamp_run_time(nb, "toy", times) == 1
     line = nb.cells[0].outputs[0]["text"]
     assert line.startswith("Run time: 2 min at full settings (2-core CPU, 2026-12-01)")
-    assert "not yet measured in smoke mode" in line
+    assert "not yet measured on the tests' tiny settings" in line
     assert nb.cells[1].outputs[0]["text"] == "kept\n"
