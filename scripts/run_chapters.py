@@ -54,7 +54,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the working tree's package, the one the book documents
 
-from segreg_lite.io import atomic_path  # noqa: E402
+from segreg_lite.io import atomic_path, write_json  # noqa: E402
 
 KERNEL = "python3"
 INJECTED_TAG = "injected-parameters"  # papermill's tag for the cell holding -p values
@@ -260,6 +260,14 @@ def stamp_run_time(nb: nbformat.NotebookNode, chapter: str, times_file: Path | N
     return stamped
 
 
+def write_notebook(nb: nbformat.NotebookNode, target: Path) -> None:
+    """Write ``nb`` over ``target`` atomically, keeping ``target``'s file mode (0644 when new)."""
+    mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+    with atomic_path(target) as tmp:
+        nbformat.write(nb, str(tmp))
+        tmp.chmod(mode)  # the temporary file is created private (0600)
+
+
 def describe_machine() -> str:
     """The machine the chapters run on, as the book states it: the GPU's name, or ``N-core CPU``.
 
@@ -298,8 +306,7 @@ def record_time(chapter: str, mode: str, seconds: float, machine: str,
             "date": (date or datetime.date.today()).isoformat(),
         }
         times = {name: dict(sorted(entry.items())) for name, entry in sorted(times.items())}
-        with atomic_path(times_file) as tmp:
-            tmp.write_text(json.dumps(times, indent=2) + "\n")
+        write_json(times_file, times)
     return times
 
 
@@ -357,9 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             nb = nbformat.read(chapter, as_version=4)
             stamped = stamp_run_time(nb, chapter.stem)
             if stamped:
-                with atomic_path(chapter) as tmp:
-                    nbformat.write(nb, str(tmp))
-                    tmp.chmod(chapter.stat().st_mode & 0o777)
+                write_notebook(nb, chapter)
             print(f"{shown_path(chapter)}: {stamped} run-time cell(s) stamped")
         return 0
     overrides = {name: parse_value(value) for name, value in args.parameter}
@@ -413,10 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             note = f"recorded as its {run_mode} time on a {machine} in {shown_path(TIMES_FILE)}"
             stamp_run_time(nb, chapter.stem)  # the time just measured, not the previous run's
         target = out_dir / chapter.name if out_dir else chapter
-        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-        with atomic_path(target) as tmp:
-            nbformat.write(nb, str(tmp))
-            tmp.chmod(mode)  # the temporary file is created private (0600); keep the chapter's mode
+        write_notebook(nb, target)
         shutil.rmtree(work)
         print(f"[{i}/{len(chapters)}] {name} done in {seconds:.1f} s -> {shown_path(target)}; {note}",
               flush=True)
