@@ -29,9 +29,11 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from segreg_lite.config import TrainConfig, autocast, pick_device, reg_weights
+from segreg_lite.config import TrainConfig, reg_weights
+from segreg_lite.train import autocast, pick_device
 from segreg_lite.losses import segmentation_loss
-from segreg_lite.regnet import RegNet, registration_loss
+from segreg_lite.losses import registration_loss
+from segreg_lite.regnet import RegNet
 from segreg_lite.unet import UNet
 
 SIZE = 128  # the default CPU preset's image size (cohort default)

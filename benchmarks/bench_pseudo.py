@@ -25,9 +25,9 @@ import torch
 
 from segreg_lite.checkpoint import load_checkpoint
 from segreg_lite.config import TrainConfig
-from segreg_lite.experiment import load_data
+from segreg_lite.data import load_data
 from segreg_lite.io import read_json
-from segreg_lite.joint import phase_seed
+from segreg_lite.train import phase_seed
 from segreg_lite.metrics import dice_per_class
 from segreg_lite.pseudo import make_pseudo_labels
 from segreg_lite.splits import Split

@@ -38,9 +38,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from segreg_lite.config import get_preset, pick_device
-from segreg_lite.experiment import load_data
-from segreg_lite.losses import one_hot
+from segreg_lite.checks import one_hot
+from segreg_lite.config import get_preset
+from segreg_lite.data import load_data
+from segreg_lite.train import pick_device
 from segreg_lite.metrics import dice_per_class, folding_fraction, log_jacobian_std
 from segreg_lite.peers import ants_available, ants_fields
 from segreg_lite.splits import make_split
@@ -87,7 +88,7 @@ def field_stats(flows: torch.Tensor) -> dict:
 def run_regnet(model, atlases: torch.Tensor, atlas_labels: torch.Tensor, targets: torch.Tensor, k: int, device,
                passes: int = 1) -> dict:
     """Register every atlas onto every target; returns the warped maps, fields and time per pair."""
-    from segreg_lite.register import register
+    from segreg_lite.registration import register
 
     a, t = len(atlases), len(targets)
     moving = atlases.repeat(t, 1, 1, 1)  # (T * A, 1, H, W), target-major
@@ -112,7 +113,8 @@ def run_ants(atlases: torch.Tensor, atlas_labels: torch.Tensor, targets: torch.T
 
 def train_preset(spec: str, data, split, device) -> tuple[str, torch.nn.Module, float]:
     """A RegNet pre-trained by the package with the settings of preset ``name[@steps]``."""
-    from segreg_lite.joint import new_models, pretrain_regnet
+    from segreg_lite.registration import pretrain_regnet
+    from segreg_lite.train import new_models
 
     name, _, steps = spec.partition("@")
     config = get_preset(name, n_annotated=len(split.annotated), n_train=len(split.train))

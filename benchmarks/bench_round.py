@@ -27,7 +27,8 @@ import torch
 
 from bench_models import PeakMemory, other_cpu_seconds
 from segreg_lite.cohort import CohortConfig, generate_cohort
-from segreg_lite.config import get_preset, pick_device
+from segreg_lite.config import get_preset
+from segreg_lite.train import pick_device
 from segreg_lite.joint import train_joint
 from segreg_lite.labels import NUM_CLASSES
 from segreg_lite.splits import make_split

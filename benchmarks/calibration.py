@@ -14,13 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import torch
 
 from segreg_lite.cohort import generate_cohort
-from segreg_lite.config import TrainConfig, seed_everything
+from segreg_lite.config import TrainConfig
+from segreg_lite.train import seed_everything
 from segreg_lite.labels import SEG4_NAMES
-from segreg_lite.segment import evaluate_segmenter, train_segmenter
+from segreg_lite.supervised import evaluate_segmenter, train_segmenter
 from segreg_lite.splits import make_split
 from segreg_lite.unet import UNet
 
@@ -49,14 +51,14 @@ def main() -> None:
         seed_everything(args.seed)
         model = UNet(features=cfg.features, dropout=cfg.dropout)
         start = time.perf_counter()
-        train_segmenter(model, cohort.images, cohort.labels, indices, steps=steps, lr=cfg.seg_lr, batch_size=cfg.batch_size, augment=augment, seed=args.seed, device="cpu")
+        train_segmenter(model, cohort.images, cohort.labels, indices, replace(cfg, augment=augment), steps=steps, seed=args.seed, device="cpu")
         metrics = evaluate_segmenter(model, cohort.images[test], cohort.labels[test])
-        results[name] = {"mean_dice": metrics["mean_dice"], "per_class": dict(zip(SEG4_NAMES[1:], metrics["dice_per_class"].tolist())), "mean_hd95": metrics["mean_hd95"], "seconds": time.perf_counter() - start}
+        results[name] = {"dice": metrics["dice"], "per_class": dict(zip(SEG4_NAMES[1:], metrics["dice_per_class"])), "hd95": metrics["hd95"], "seconds": time.perf_counter() - start}
         per = " ".join(f"{n}={d:.3f}" for n, d in results[name]["per_class"].items())
-        print(f"{name:<32} mean Dice {metrics['mean_dice']:.3f}  HD95 {metrics['mean_hd95']:.1f} px  ({per})  {steps} steps, {results[name]['seconds']:.0f} s", flush=True)
+        print(f"{name:<32} mean Dice {metrics['dice']:.3f}  HD95 {metrics['hd95']:.1f} px  ({per})  {steps} steps, {results[name]['seconds']:.0f} s", flush=True)
     names = list(runs)
-    gap = results[names[2]]["mean_dice"] - results[names[1]]["mean_dice"]
-    print(f"gap (all labels - augmented {args.fraction:g}): {gap:.3f}   ceiling {results[names[2]]['mean_dice']:.3f}")
+    gap = results[names[2]]["dice"] - results[names[1]]["dice"]
+    print(f"gap (all labels - augmented {args.fraction:g}): {gap:.3f}   ceiling {results[names[2]]['dice']:.3f}")
     if args.json:
         from segreg_lite.io import write_json
 

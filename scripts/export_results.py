@@ -14,7 +14,7 @@ where the package is pip-installed; the package ships what this script writes
 (``segreg_lite.sweep.SHIPPED_RESULTS``).
 
 What is copied, per run: ``results.json``, which holds everything the readers use
-(:func:`segreg_lite.sweep.collect_sweep`, :func:`segreg_lite.experiment.load_results`: every
+(:func:`segreg_lite.sweep.collect_sweep`, :func:`segreg_lite.report.load_results`: every
 method's metrics, per-class scores, seconds and joint rounds, the config, the split), and
 ``results.csv``, the same table for a person browsing the repository. Checkpoints, the
 per-method files, manifests and ``run.json`` stay behind. Before anything is written the copy is
@@ -48,8 +48,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from segreg_lite.experiment import load_results  # noqa: E402
-from segreg_lite.sweep import collect_sweep, compute_minutes  # noqa: E402
+from segreg_lite.report import compute_minutes, load_results  # noqa: E402
+from segreg_lite.sweep import collect_sweep  # noqa: E402
 
 #: The files of a run folder that the readers need.
 RUN_FILES = ("results.json", "results.csv")

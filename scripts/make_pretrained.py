@@ -25,11 +25,11 @@ import torch
 
 from segreg_lite import __version__
 from segreg_lite.checkpoint import save_checkpoint
-from segreg_lite.config import get_preset, pick_device, reg_weights, seed_everything
-from segreg_lite.experiment import load_data
-from segreg_lite.joint import new_models, phase_seed
+from segreg_lite.config import get_preset
+from segreg_lite.data import load_data
+from segreg_lite.train import new_models, phase_seed, pick_device, seed_everything
 from segreg_lite.pretrained import SHIPPED, fingerprint
-from segreg_lite.register import train_registration
+from segreg_lite.registration import train_registration
 from segreg_lite.splits import make_split
 
 
@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     seed = phase_seed(0, len(phases), "shipped-reg")
     seed_everything(seed)
     start = time.perf_counter()
-    history = train_registration(reg, data.images, train, steps=config.reg_steps, lr=config.reg_lr,
-                                 batch_size=config.batch_size, local=config.local_ncc, reg_weights=reg_weights(config),
-                                 device=device, seed=seed, amp=config.amp, progress=True, cosine=True)
+    history = train_registration(reg, data.images, train, config, device=device, seed=seed, progress=True, cosine=True)
     minutes = (time.perf_counter() - start) / 60
     fp = fingerprint(data.images, data.subjects, train, config)
     tail = history["loss"][-100:]

@@ -92,9 +92,11 @@ def _write_cohort(args: argparse.Namespace, out: Path) -> int:
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from segreg_lite.config import get_preset, smoke
-    from segreg_lite.experiment import check_device, check_methods, check_seed, format_table, load_data, run_experiment
-    from segreg_lite.splits import make_split
+    from segreg_lite.data import load_data
+    from segreg_lite.experiment import check_seed, resolve_run, run_experiment
+    from segreg_lite.methods import check_methods
+    from segreg_lite.report import format_table
+    from segreg_lite.train import check_device
 
     methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
     check_seed(args.seed)
@@ -102,15 +104,13 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
     config = None
-    if args.smoke or args.rounds is not None:
-        split = make_split(len(data.images), seed=args.seed, fraction=args.fraction)
-        config = get_preset(args.preset, n_annotated=len(split.annotated), n_train=len(split.train))
-        config = smoke(config) if args.smoke else config
-        config = replace(config, rounds=args.rounds) if args.rounds is not None else config
+    if args.rounds is not None:
+        config = resolve_run(data, fraction=args.fraction, seed=args.seed, preset=args.preset, config=None)[1]
+        config = replace(config, rounds=args.rounds)
     print(f"segreg-lite {__version__}: {data.description}; {args.fraction:g} annotated, seed {args.seed}, "
           f"preset {args.preset}{' (smoke)' if args.smoke else ''}; methods {', '.join(methods)}", flush=True)
     summary = run_experiment(data, args.out, methods=methods, fraction=args.fraction, preset=args.preset, config=config,
-                             seed=args.seed, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
+                             seed=args.seed, smoke=args.smoke, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
                              log=lambda msg: print(msg, flush=True))
     print(f"\nmean over {len(summary['split']['test'])} test subjects (Dice; Hausdorff distances in pixels)\n")
     print(format_table(summary))
@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from segreg_lite.experiment import format_summary, load_results
+    from segreg_lite.report import format_summary, load_results
 
     print(format_summary(load_results(args.folders)))
     return 0
@@ -134,9 +134,10 @@ def _numbers(text: str, kind: type) -> list:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from segreg_lite.config import get_preset, smoke
-    from segreg_lite.experiment import check_device, load_data
-    from segreg_lite.sweep import collect_sweep, format_sweep, plan_sweep, run_sweep
+    from segreg_lite.data import load_data
+    from segreg_lite.report import format_sweep
+    from segreg_lite.sweep import collect_sweep, plan_sweep, run_sweep
+    from segreg_lite.train import check_device
 
     start = time.perf_counter()
     fractions, seeds = _numbers(args.fractions, float), _numbers(args.seeds, int)
@@ -144,11 +145,9 @@ def _sweep(args: argparse.Namespace) -> int:
     plan_sweep(args.out, fractions, seeds, methods)  # bad fractions, seeds or methods fail before the data is made
     check_device(args.device)
     data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
-    # the paper preset counts epochs per fraction (run_experiment does it); smoke replaces every length anyway
-    config = smoke(get_preset(args.preset, n_annotated=1, n_train=1)) if args.smoke else None
     print(f"segreg-lite {__version__}: {data.description}; preset {args.preset}{' (smoke)' if args.smoke else ''}; "
           f"fractions {', '.join(f'{f:g}' for f in fractions)}; seeds {', '.join(map(str, seeds))}", flush=True)
-    run_sweep(data, args.out, fractions=fractions, seeds=seeds, methods=methods, preset=args.preset, config=config,
+    run_sweep(data, args.out, fractions=fractions, seeds=seeds, methods=methods, preset=args.preset, smoke=args.smoke,
               device=args.device, jobs=args.jobs, progress=not args.quiet, log=lambda msg: print(msg, flush=True))
     print()
     print(format_sweep(collect_sweep(args.out, fractions=fractions, seeds=seeds)))  # this sweep's runs only
@@ -173,17 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/cohort", help="output folder (default results/cohort)")
     p.set_defaults(func=_cohort)
 
-    from segreg_lite.experiment import DEFAULT_METHODS, METHODS
+    from segreg_lite.methods import DEFAULT_METHODS, METHODS
 
     p = command("run", help="train and compare methods on one split; write results.json/.csv, print the table",
-                       epilog="methods: " + "; ".join(f"{k}: {v}" for k, v in METHODS.items()))
+                       epilog="methods: " + "; ".join(f"{k}: {v.description}" for k, v in METHODS.items()))
     p.add_argument("--data", default="cohort", help="'cohort' (embedded, default), 'oasis' (download) or a NIfTI folder")
     p.add_argument("--subjects", type=int, default=300, help="cohort size (default 300)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated cohort (default 0)")
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="cohort image size")
     p.add_argument("--fraction", type=float, default=0.01, help="annotated fraction of the training subjects (default 0.01)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated (default {','.join(DEFAULT_METHODS)})")
-    p.add_argument("--preset", default="cpu", help="training settings: cpu, quick, sweep or paper (default cpu)")
+    p.add_argument("--preset", default="cpu", help="training settings: cpu, quick, sweep, paper or smoke (default cpu)")
     p.add_argument("--rounds", type=int, default=None, help="joint rounds (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")

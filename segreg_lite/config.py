@@ -1,8 +1,9 @@
-"""Training settings, named presets, the device and reproducible seeds.
+"""Training settings and their named presets.
 
 One frozen dataclass, :class:`TrainConfig`, holds every training hyperparameter, with a comment
 on each default; variants are made with ``dataclasses.replace``, and the config is saved in every
-checkpoint and result. Four presets:
+checkpoint and result. :meth:`TrainConfig.smoke` shrinks any config's schedules to a few steps
+(the same code paths, in seconds). Five presets:
 
 - ``"cpu"``: finishes each chapter in minutes on a 2-core laptop CPU (128x128, short schedules;
   pseudo-labels weighted towards the segmenter, see ``CPU_PSEUDO``);
@@ -12,22 +13,17 @@ checkpoint and result. Four presets:
 - ``"paper"``: the settings of Li et al. (arXiv 2502.03229) for a GPU: Adam, batch 5, segmenter
   pre-training at lr 1e-4 for 500 epochs then 1e-5 for 100 epochs per round, registration
   pre-training at lr 1e-3 for 200 epochs then 1e-4 for 50 epochs per round, 10 rounds. Its
-  lengths are epochs converted to optimizer steps for the data at hand (:func:`get_preset`).
+  lengths are epochs converted to optimizer steps for the data at hand (:func:`get_preset`);
+- ``"smoke"``: ``"cpu"`` with tiny schedules, for tests and trying the machinery.
 
 Training lengths are counted in optimizer steps (one batch each), so a schedule means the same
 whatever the dataset size.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import random
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
-
-import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -88,6 +84,12 @@ class TrainConfig:
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
+    def smoke(self) -> "TrainConfig":
+        """The same config with tiny schedules: every code path runs, in seconds (tests, the
+        chapters' and the CLI's smoke mode). Only lengths change, never what runs."""
+        return replace(self, seg_steps=4, seg_round_steps=2, reg_steps=4, reg_round_steps=2, rounds=min(self.rounds, 2),
+                       batch_size=min(self.batch_size, 4))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -113,7 +115,7 @@ def reg_weights(config: TrainConfig) -> tuple[float, ...]:
 #: The paper's schedule in epochs (Li et al., section 3).
 PAPER_EPOCHS = {"seg": 500, "seg_round": 100, "reg": 200, "reg_round": 50}
 
-PRESETS = ("cpu", "quick", "sweep", "paper")
+PRESETS = ("cpu", "quick", "sweep", "paper", "smoke")
 
 #: Pseudo-label settings of the CPU presets, which run on the synthetic cohort: twice as many
 #: segmentation maps as atlases (1 + 9 against 5, where the paper has 1 + 4 against 5) and a
@@ -131,15 +133,19 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
     if name == "cpu":
         return TrainConfig(**CPU_PSEUDO)
     if name == "quick":
-        # The README's main command: the whole 1% comparison within 15 minutes on 2 CPU cores.
+        # The README's main command: the whole 1% comparison in minutes on 2 CPU cores (the
+        # README's generated "make main" block gives the measured time).
         return TrainConfig(seg_round_steps=150, reg_steps=200, reg_round_steps=60, rounds=2, **CPU_PSEUDO)
     if name == "sweep":
-        # The results chapter's sweep (6 methods x 4 fractions x 3 seeds on the 128x128 grid)
-        # within 120 minutes on 2 CPU cores: half the segmenter steps of "quick" and one joint
-        # round. Half the steps need twice the learning rate and no dropout: at the defaults, 400
-        # steps ended before the U-Net had learned to predict the small subcortical class at all.
+        # The results chapter's sweep (6 methods x 4 fractions x 3 seeds on the 128x128 grid) on
+        # 2 CPU cores within about two hours (the chapter gives the recorded cost): half the
+        # segmenter steps of "quick" and one joint round. Half the steps need twice the learning
+        # rate and no dropout, or the U-Net may end before it predicts the small subcortical
+        # class at all.
         return TrainConfig(seg_steps=400, seg_lr=2e-3, dropout=0.0, seg_round_steps=100, reg_steps=150,
                            reg_round_steps=40, rounds=1, **CPU_PSEUDO)
+    if name == "smoke":
+        return get_preset("cpu").smoke()
     if name == "paper":
         if not n_annotated or not n_train:
             raise ValueError("the 'paper' preset counts epochs: pass n_annotated and n_train (numbers of images)")
@@ -165,62 +171,3 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
             rounds=10,
         )
     raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-
-
-def smoke(config: TrainConfig) -> TrainConfig:
-    """The same config with tiny schedules: every code path runs, in seconds (tests, smoke mode)."""
-    return replace(config, seg_steps=4, seg_round_steps=2, reg_steps=4, reg_round_steps=2, rounds=min(config.rounds, 2), batch_size=min(config.batch_size, 4))
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"`` picks cuda > mps > cpu; any other name is used as given (and checked)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
-    return device
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """Mixed precision (float16) on CUDA when ``enabled``; a no-op context elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
-def optimizer_step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, total: torch.Tensor) -> None:
-    """One training step's backward and update, through the (possibly disabled) AMP grad scaler."""
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(total).backward()
-    scaler.step(opt)
-    scaler.update()
-
-
-def cosine_schedule(opt: torch.optim.Optimizer, steps: int, enabled: bool = True) -> torch.optim.lr_scheduler.LambdaLR:
-    """The learning rate decayed from its start to zero along a cosine over ``steps`` (constant if not ``enabled``)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))) if enabled else 1.0)
-
-
-def record_step(history: dict[str, list[float]], step: int, terms: dict[str, float], bar=None, callback=None) -> None:
-    """Append a step's loss terms to ``history``; show the total on a tqdm ``bar``; call ``callback``."""
-    for key, value in terms.items():
-        history[key].append(value)
-    if bar is not None:
-        bar.set_postfix(loss=f"{terms['loss']:.3f}", refresh=False)
-    if callback is not None:
-        callback(step, terms)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch Generator seeded the same (for samplers)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    return torch.Generator().manual_seed(seed)

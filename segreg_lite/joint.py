@@ -1,9 +1,12 @@
-"""The joint method: pre-training, then rounds of segmenter, registration and pseudo-label updates.
+"""The joint method: rounds of segmenter, registration and pseudo-label updates.
 
 After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and Registration"
-(arXiv 2502.03229, ISBI 2025). :func:`pretrain` trains the segmenter on the annotated images
-(the supervised baseline) and the registration network unsupervised on all training images.
-:func:`train_joint` then makes the first pseudo-labels and runs ``config.rounds`` rounds, each:
+(arXiv 2502.03229, ISBI 2025). It starts from the pre-trained networks: the segmenter trained on
+the annotated images (:func:`segreg_lite.supervised.pretrain_segmenter`, the supervised
+baseline) and the registration network trained unsupervised on all training images
+(:func:`segreg_lite.registration.pretrain_regnet`). :func:`train_joint` makes the first
+pseudo-labels (:mod:`segreg_lite.pseudo`, with :mod:`segreg_lite.tta`) and runs
+``config.rounds`` rounds, each:
 
 1. train the segmenter on annotated (one-hot) + unannotated (soft pseudo-label) images;
 2. train the registration network on random pairs of the same pool with the warped-label term;
@@ -15,30 +18,37 @@ Round 0 of the history is the state after pre-training. Every phase reseeds all 
 ``(seed, round, phase)``, and a checkpoint is written atomically after pre-training and after
 each round, so a killed run resumes from the last finished round and, on the CPU, ends with the
 same numbers as an uninterrupted one.
+
+:func:`run_joint`, :func:`run_joint_seg` and :func:`run_joint_reg` are the comparison's joint
+methods (combined soft masks, and the two single-source ablations).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import time
-import zlib
 from pathlib import Path
-from typing import Callable, ContextManager, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from segreg_lite.config import TrainConfig, pick_device, reg_weights, seed_everything
+from segreg_lite.checks import one_hot
+from segreg_lite.config import TrainConfig
 from segreg_lite.labels import NUM_CLASSES
-from segreg_lite.losses import one_hot
-from segreg_lite.pseudo import PseudoLabels, check_mode, confidence, draw_atlases, make_pseudo_labels
-from segreg_lite.register import register, train_registration
+from segreg_lite.metrics import dice_per_class
+from segreg_lite.pseudo import PseudoLabels, check_mode, confidence, make_pseudo_labels
+from segreg_lite.registration import evaluate_registration, pretrain_regnet, train_registration
 from segreg_lite.regnet import RegNet
-from segreg_lite.segment import evaluate_segmentation, evaluate_segmenter, train_segmenter
 from segreg_lite.splits import Split
-from segreg_lite.transforms import warp
+from segreg_lite.supervised import evaluate_segmenter, pretrain_segmenter, test_metrics, train_segmenter
+from segreg_lite.train import as_device, new_models, phase_seed, seed_everything
 from segreg_lite.unet import UNet
+
+if TYPE_CHECKING:
+    from segreg_lite.data import Data
+    from segreg_lite.experiment import Run
 
 
 class JointResult(NamedTuple):
@@ -48,89 +58,8 @@ class JointResult(NamedTuple):
     pseudo: PseudoLabels  # the last pseudo-labels of the unannotated images
 
 
-def phase_seed(seed: int, round_: int, phase: str) -> int:
-    """A seed for one phase of one round, stable across runs and Python processes."""
-    return zlib.crc32(f"{seed}/{round_}/{phase}".encode()) % 2**31
-
-
-def new_models(config: TrainConfig, num_classes: int, seed: int) -> tuple[UNet, RegNet]:
-    """Fresh segmenter and registration network as ``config`` describes them, seeded initial weights."""
-    seed_everything(phase_seed(seed, 0, "init"))
-    seg = UNet(num_classes=num_classes, features=config.features, dropout=config.dropout, residual=config.residual)
-    reg = RegNet(features=config.reg_features, diffeomorphic=config.diffeomorphic, affine=config.reg_affine,
-                 refine=config.reg_refine)
-    return seg, reg
-
-
-def pretrain_segmenter(seg: UNet, images: Tensor, labels: Tensor, split: Split, config: TrainConfig, *,
-                       seed: int, device=None, progress: bool = False) -> dict:
-    """Supervised pre-training on the annotated images only: the baseline. Returns the history."""
-    s = phase_seed(seed, 0, "seg")
-    seed_everything(s)
-    return train_segmenter(seg, images, labels, split.annotated, steps=config.seg_steps, lr=config.seg_lr,
-                           batch_size=config.batch_size, augment=config.augment, soft_ce=config.soft_ce,
-                           device=device, seed=s, amp=config.amp, progress=progress)
-
-
-def pretrain_regnet(reg: RegNet, images: Tensor, split: Split, config: TrainConfig, *,
-                    seed: int, device=None, progress: bool = False, shipped: bool | None = None,
-                    log: Callable[[str], None] | None = None) -> dict:
-    """Unsupervised pre-training on random pairs of all training images. Returns the history.
-
-    With ``config.shipped_regnet`` (or ``shipped=True``) the shipped pre-trained weights
-    (:mod:`segreg_lite.pretrained`) are loaded into ``reg`` instead, when their fingerprint fits
-    this data, split and config; the history is then empty. ``log`` gets one line saying which
-    happened and why.
-    """
-    say = log if log is not None else (lambda msg: None)
-    if config.shipped_regnet if shipped is None else shipped:
-        from segreg_lite.pretrained import shipped_regnet
-
-        model, note = shipped_regnet(images, split, config)
-        if model is not None:
-            reg.load_state_dict(model.state_dict())
-            say(f"registration network: shipped pre-trained weights ({note})")
-            return {"loss": [], "similarity": [], "smoothness": [], "label": []}
-        say(f"registration network: pre-training its own for {config.reg_steps} steps; "
-            f"the shipped weights do not fit this run: {note}")
-    s = phase_seed(seed, 0, "reg")
-    seed_everything(s)
-    return train_registration(reg, images, split.train, steps=config.reg_steps, lr=config.reg_lr,
-                              batch_size=config.batch_size, local=config.local_ncc, reg_weights=reg_weights(config),
-                              device=device, seed=s, amp=config.amp, progress=progress)
-
-
 def _dice(soft: Tensor, truth: Tensor, num_classes: int) -> float:
-    from segreg_lite.metrics import dice_per_class
-
     return float(dice_per_class(soft.argmax(1), truth, num_classes).mean())
-
-
-@torch.no_grad()
-def evaluate_registration(reg: RegNet, images: Tensor, labels: Tensor, annotated, targets, *,
-                          n_atlas: int, num_classes: int, seed: int, device=None, passes: int = 1) -> dict:
-    """Multi-atlas propagation onto ``images[targets]``, the registration-only method.
-
-    ``n_atlas`` atlases per target drawn with replacement from ``annotated`` (seeded); the
-    argmax of the mean warped label (a vote weighted by the bilinear fractions) is scored like a
-    segmentation (``dice``, ``hd``, ``hd95``, their per-class lists, ``n_hd_nan``); ``folding``
-    (det J <= 0) and ``log_jac_std`` are means over every atlas-to-target field. Plain floats.
-    """
-    from segreg_lite.metrics import folding_fraction, log_jacobian_std
-
-    targets = list(targets)
-    gen = torch.Generator().manual_seed(seed)
-    atlases = draw_atlases(annotated, len(targets), n_atlas, gen).reshape(-1)  # (T * n_atlas,), target-major
-    flows = register(reg, images[atlases], images[targets].repeat_interleave(n_atlas, 0), device=device,
-                     passes=passes)  # (T * n_atlas, 2, H, W)
-    warped = warp(one_hot(labels[atlases], num_classes), flows).clamp(0, 1)  # (T * n_atlas, K, H, W)
-    fused = warped.view(len(targets), n_atlas, *warped.shape[1:]).mean(1)  # (T, K, H, W)
-    r = evaluate_segmentation(fused.argmax(1), labels[targets], num_classes)
-    return {"dice": r["mean_dice"], "hd": r["mean_hd"], "hd95": r["mean_hd95"],
-            "dice_per_class": r["dice_per_class"].tolist(), "hd_per_class": r["hd_per_class"].tolist(),
-            "hd95_per_class": r["hd95_per_class"].tolist(), "n_hd_nan": r["n_hd_nan"],
-            "folding": float(folding_fraction(flows).mean()),
-            "log_jac_std": float(np.nanmean(log_jacobian_std(flows)))}
 
 
 def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed, round_, device) -> dict:
@@ -140,10 +69,10 @@ def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed
     truth = labels[unann]
     entry = {
         "round": round_,
-        "test_dice": seg_eval["mean_dice"],
-        "test_hd": seg_eval["mean_hd"],
-        "test_hd95": seg_eval["mean_hd95"],
-        "test_dice_per_class": seg_eval["dice_per_class"].tolist(),
+        "test_dice": seg_eval["dice"],
+        "test_hd": seg_eval["hd"],
+        "test_hd95": seg_eval["hd95"],
+        "test_dice_per_class": seg_eval["dice_per_class"],
         "pseudo_dice": _dice(pseudo.soft, truth, num_classes),
         "pseudo_dice_reg": _dice(pseudo.reg, truth, num_classes),
         "pseudo_dice_seg": _dice(pseudo.seg, truth, num_classes),
@@ -212,7 +141,7 @@ def train_joint(
     check_mode(mode)
     if not split.unannotated:
         raise ValueError("the joint method needs unannotated training images; this split annotates all of them")
-    device = torch.device(device) if device is not None else pick_device()
+    device = as_device(device)
     if segmenter is not None and segmenter.config["num_classes"] != num_classes:
         raise ValueError(f"the segmenter has {segmenter.config['num_classes']} classes but num_classes={num_classes}")
     fingerprint = _fingerprint(config, split, mode, seed)
@@ -287,17 +216,15 @@ def train_joint(
                 weights = torch.cat([torch.ones(len(annotated), *soft.shape[-2:]), confidence(pseudo.soft)])
             s = phase_seed(seed, r, "seg")
             seed_everything(s)
-            seg_hist = train_segmenter(segmenter, pool_images, soft, draws, steps=config.seg_round_steps,
-                                       lr=config.seg_round_lr, batch_size=config.batch_size, augment=config.augment,
-                                       soft_ce=config.soft_ce, weights=weights, device=device, seed=s, amp=config.amp)
+            seg_hist = train_segmenter(segmenter, pool_images, soft, draws, config, steps=config.seg_round_steps,
+                                       lr=config.seg_round_lr, weights=weights, device=device, seed=s)
         # 2. Registration on pairs of the same pool, with the warped-label term.
         with timed("reg"):
             s = phase_seed(seed, r, "reg")
             seed_everything(s)
-            reg_hist = train_registration(regnet, pool_images, range(len(pool)), steps=config.reg_round_steps,
-                                          lr=config.reg_round_lr, batch_size=config.batch_size, labels=soft,
-                                          num_classes=num_classes, local=config.local_ncc,
-                                          reg_weights=reg_weights(config), label_weight=config.label_weight, device=device, seed=s, amp=config.amp)
+            reg_hist = train_registration(regnet, pool_images, range(len(pool)), config, steps=config.reg_round_steps,
+                                          lr=config.reg_round_lr, labels=soft, num_classes=num_classes, device=device,
+                                          seed=s)
         # 3. New pseudo-labels; 4. evaluation.
         with timed("pseudo"):
             pseudo = _pseudo(segmenter, regnet, images, labels, split, config, mode, seed, r, device)
@@ -312,3 +239,29 @@ def train_joint(
             callback(entry, pseudo)
     return JointResult(segmenter=segmenter, regnet=regnet, history=history, pseudo=pseudo)
 
+
+def run_joint(data: "Data", split: "Split", config: TrainConfig, folder: "Run", *, mode: str = "combined") -> dict[str, Any]:
+    """The joint method from the run's pre-trained segmenter and registration network, with the
+    pseudo-labels of ``mode``; resumes from its checkpoint in the run folder. The metrics are the
+    final segmenter's on the test subjects, with the last round's registration figures; the
+    round-by-round history is kept in ``history``."""
+    name = {"combined": "joint", "reg": "joint_reg", "seg": "joint_seg"}[check_mode(mode)]
+    result = train_joint(data.images, data.labels, split, config, mode=mode, seed=folder.seed,
+                         num_classes=len(data.label_names), segmenter=folder.pretrained("seg"),
+                         regnet=folder.pretrained("reg"), checkpoint=folder.checkpoint(name), device=folder.device,
+                         progress=folder.progress,
+                         callback=lambda e, _: folder.log(f"  {name} round {e['round']}: test Dice {e['test_dice']:.3f}, "
+                                                          f"pseudo-label Dice {e['pseudo_dice']:.3f}"))
+    last = result.history[-1]
+    return {**test_metrics(result.segmenter, data, split, folder.device), "folding": last["folding"],
+            "log_jac_std": last["log_jac_std"], "reg_dice": last["reg_dice"], "history": result.history}
+
+
+def run_joint_seg(data: "Data", split: "Split", config: TrainConfig, folder: "Run") -> dict[str, Any]:
+    """The joint method whose pseudo-labels are the segmenter's (TTA) maps only."""
+    return run_joint(data, split, config, folder, mode="seg")
+
+
+def run_joint_reg(data: "Data", split: "Split", config: TrainConfig, folder: "Run") -> dict[str, Any]:
+    """The joint method whose pseudo-labels are the registration (multi-atlas) maps only."""
+    return run_joint(data, split, config, folder, mode="reg")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from segreg_lite.checks import check_array_image, check_array_labels
+
 #: seg4 class names, index = label value.
 SEG4_NAMES: tuple[str, ...] = (
     "background",
@@ -32,34 +34,12 @@ def check_labels(label: np.ndarray, num_classes: int = NUM_CLASSES, *, name: str
 
     ``name`` (a file path, a subject id) is put in the error so the user knows what to fix.
     """
-    arr = np.asarray(label)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name}: label map contains NaN or inf")
-        if not np.all(arr == np.round(arr)):
-            raise ValueError(f"{name}: label map has non-integer values (dtype {arr.dtype})")
-    elif arr.dtype.kind not in "iub":
-        raise ValueError(f"{name}: label map has dtype {arr.dtype}, expected integers")
-    arr = arr.astype(np.int64)
-    if arr.size:
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or hi >= num_classes:
-            bad = np.unique(arr[(arr < 0) | (arr >= num_classes)])[:10].tolist()
-            raise ValueError(
-                f"{name}: label values {bad} are outside the table 0..{num_classes - 1} "
-                f"({', '.join(SEG4_NAMES[:num_classes]) if num_classes <= NUM_CLASSES else num_classes} )"
-            )
-    return arr
+    return check_array_labels(label, num_classes, name=name, names=SEG4_NAMES)
 
 
 def check_image(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     """Return ``image`` as float32 after checking it is finite and not constant."""
-    arr = np.asarray(image, dtype=np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: image contains NaN or inf")
-    if arr.size == 0 or float(arr.max()) == float(arr.min()):
-        raise ValueError(f"{name}: image is constant (value {float(arr.flat[0]) if arr.size else 'empty'}), nothing to learn from")
-    return arr
+    return check_array_image(image, name=name)
 
 
 def rescale_unit(image: np.ndarray) -> np.ndarray:

@@ -7,7 +7,14 @@ Registration" (arXiv 2502.03229, ISBI 2025):
   targets used as they are) + 0.5 cross-entropy (against the argmax of the target, or soft
   cross-entropy as an option), built from :func:`soft_dice_loss` and :func:`cross_entropy_loss`;
 - registration: :func:`global_ncc_loss` (1 - Pearson correlation), :func:`local_ncc_loss`
-  (windowed, an option) and the L2 smoothness penalty :func:`gradient_loss`.
+  (windowed, an option) and the L2 smoothness penalty :func:`gradient_loss`, combined over the
+  levels of a :class:`~segreg_lite.regnet.RegNet` by :func:`registration_loss`.
+
+The registration loss sums over levels, then divides by the number of levels: global NCC
+(or local NCC, window 9) between the warped moving image and the fixed image at the level's
+resolution, ``reg_weight_i * gradient_loss(r_i)`` (128 coarsest ... 8 finest), and, in the joint
+phase, a soft Dice between the warped one-hot moving label and the fixed label. Images are
+blurred before being resampled to a level; labels are sampled (see :func:`_sample_levels`).
 
 Conventions: logits and probabilities (B, K, H, W); integer labels (B, H, W); images
 (B, 1, H, W); displacement fields (B, 2, H, W). Optional ``weight`` arguments are per image (B,)
@@ -17,11 +24,15 @@ offending shapes or values; results follow the inputs' device and dtype.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from segreg_lite.checks import as_soft, check_finite, check_label_range, check_labels, one_hot, shape
+from segreg_lite.regnet import RegOutput, pyramid
+from segreg_lite.transforms import warp
 
 
 class SegLoss(NamedTuple):
@@ -36,32 +47,23 @@ class SegLoss(NamedTuple):
 # Input checks, shared by the public functions.
 
 
-def _shape(t: Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _check_finite(name: str, t: Tensor) -> None:
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or inf (shape {_shape(t)})")
-
-
 def _check_maps(pred_name: str, pred: Tensor, target_name: str, target: Tensor) -> None:
     """Check two (B, K, H, W) tensors agree in every dimension, and are finite."""
     for name, t in ((pred_name, pred), (target_name, target)):
         if t.ndim != 4:
-            raise ValueError(f"{name} must have shape (B, C, H, W), got {_shape(t)}")
+            raise ValueError(f"{name} must have shape (B, C, H, W), got {shape(t)}")
     if pred.shape[1] != target.shape[1]:
         raise ValueError(
             f"{pred_name} has {pred.shape[1]} channels but {target_name} has {target.shape[1]}: "
-            f"shapes {_shape(pred)} and {_shape(target)}"
+            f"shapes {shape(pred)} and {shape(target)}"
         )
     if pred.shape != target.shape:
         raise ValueError(
             f"{pred_name} and {target_name} differ in batch or spatial size: "
-            f"shapes {_shape(pred)} and {_shape(target)}"
+            f"shapes {shape(pred)} and {shape(target)}"
         )
-    _check_finite(pred_name, pred)
-    _check_finite(target_name, target)
+    check_finite(pred_name, pred)
+    check_finite(target_name, target)
 
 
 def _check_probabilities(name: str, t: Tensor, tol: float = 1e-3) -> None:
@@ -74,42 +76,29 @@ def _check_probabilities(name: str, t: Tensor, tol: float = 1e-3) -> None:
         )
 
 
-def _check_label_range(labels: Tensor, num_classes: int, name: str = "labels") -> None:
-    if labels.is_floating_point() or labels.is_complex():
-        raise ValueError(
-            f"{name} must be an integer label map (B, H, W), got dtype {labels.dtype}; "
-            "soft targets have shape (B, K, H, W)"
-        )
-    if labels.numel():
-        lo, hi = (int(v) for v in torch.aminmax(labels.long()))
-        if lo < 0 or hi >= num_classes:
-            bad = torch.unique(labels[(labels < 0) | (labels >= num_classes)])[:10].tolist()
-            raise ValueError(f"{name} values {bad} are outside 0..{num_classes - 1} (K={num_classes})")
-
-
 def _check_target(logits: Tensor, target: Tensor) -> bool:
     """Check logits (B, K, H, W) against a label map (B, H, W) or soft target (B, K, H, W).
 
     Returns True for an integer label map, False for a soft target.
     """
     if logits.ndim != 4:
-        raise ValueError(f"logits must have shape (B, K, H, W), got {_shape(logits)}")
-    _check_finite("logits", logits)
+        raise ValueError(f"logits must have shape (B, K, H, W), got {shape(logits)}")
+    check_finite("logits", logits)
     if target.is_floating_point():
         _check_maps("logits", logits, "target", target)
         _check_probabilities("target", target)
         return False
     if target.ndim != 3:
         raise ValueError(
-            f"integer target must be a label map (B, H, W), got shape {_shape(target)} "
-            f"for logits {_shape(logits)}"
+            f"integer target must be a label map (B, H, W), got shape {shape(target)} "
+            f"for logits {shape(logits)}"
         )
     if target.shape[0] != logits.shape[0] or target.shape[1:] != logits.shape[2:]:
         raise ValueError(
-            f"logits and target differ in batch or spatial size: shapes {_shape(logits)} "
-            f"and {_shape(target)}"
+            f"logits and target differ in batch or spatial size: shapes {shape(logits)} "
+            f"and {shape(target)}"
         )
-    _check_label_range(target, logits.shape[1], "target")
+    check_label_range(target, logits.shape[1], "target")
     return True
 
 
@@ -124,9 +113,9 @@ def _weights(weight: Tensor | None, like: Tensor) -> tuple[Tensor | None, Tensor
     weight = torch.as_tensor(weight, device=like.device, dtype=like.dtype)
     if weight.shape not in ((b,), (b, h, w)):
         raise ValueError(
-            f"weight must be per image ({b},) or per pixel ({b}, {h}, {w}), got shape {_shape(weight)}"
+            f"weight must be per image ({b},) or per pixel ({b}, {h}, {w}), got shape {shape(weight)}"
         )
-    _check_finite("weight", weight)
+    check_finite("weight", weight)
     if bool((weight < 0).any()):
         raise ValueError(f"weight must be non-negative, got minimum {float(weight.min()):.4g}")
     return (weight, None) if weight.ndim == 1 else (None, weight)
@@ -134,22 +123,6 @@ def _weights(weight: Tensor | None, like: Tensor) -> tuple[Tensor | None, Tensor
 
 # ---------------------------------------------------------------------------------------------
 # Segmentation.
-
-
-def _one_hot(labels: Tensor, num_classes: int, dtype: torch.dtype) -> Tensor:
-    b, h, w = labels.shape
-    out = torch.zeros(b, num_classes, h, w, device=labels.device, dtype=dtype)
-    return out.scatter_(1, labels.long().unsqueeze(1), 1.0)  # (B, K, H, W)
-
-
-def one_hot(labels: Tensor, num_classes: int, *, dtype: torch.dtype = torch.float32) -> Tensor:
-    """One-hot encode integer labels (B, H, W) with values in [0, K) -> (B, K, H, W) ``dtype``."""
-    if labels.ndim != 3:
-        raise ValueError(f"labels must have shape (B, H, W), got {_shape(labels)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
-    _check_label_range(labels, num_classes)
-    return _one_hot(labels, num_classes, dtype)
 
 
 def _soft_dice(probs: Tensor, target: Tensor, first: int, eps: float, weight: Tensor | None) -> Tensor:
@@ -240,8 +213,8 @@ def segmentation_loss(
     """
     is_labels = _check_target(logits, target)
     if logits.shape[1] < 2:
-        raise ValueError(f"segmentation needs K >= 2 classes, got logits {_shape(logits)}")
-    soft_target = _one_hot(target, logits.shape[1], logits.dtype) if is_labels else target
+        raise ValueError(f"segmentation needs K >= 2 classes, got logits {shape(logits)}")
+    soft_target = one_hot(target, logits.shape[1], dtype=logits.dtype) if is_labels else target
     dice = _soft_dice(logits.softmax(dim=1), soft_target, 1, 1e-5, weight)
     ce = _cross_entropy(logits, target, is_labels, soft_ce, weight)
     return SegLoss(total=0.5 * dice + 0.5 * ce, dice=dice, ce=ce)
@@ -309,13 +282,95 @@ def gradient_loss(flow: Tensor) -> Tensor:
     """
     if flow.ndim != 4 or flow.shape[1] != 2:
         raise ValueError(
-            f"flow must have shape (B, 2, H, W), got {_shape(flow)} "
+            f"flow must have shape (B, 2, H, W), got {shape(flow)} "
             "(a sampling grid (B, H, W, 2) is not a displacement field)"
         )
-    _check_finite("flow", flow)
+    check_finite("flow", flow)
     zero = flow.new_zeros(())
     dh = flow[:, :, 1:, :] - flow[:, :, :-1, :]  # (B, 2, H-1, W)
     dw = flow[:, :, :, 1:] - flow[:, :, :, :-1]  # (B, 2, H, W-1)
     term_h = dh.pow(2).mean() if dh.numel() else zero
     term_w = dw.pow(2).mean() if dw.numel() else zero
     return 0.5 * (term_h + term_w)
+
+
+class RegLoss(NamedTuple):
+    """Scalars, each averaged over levels: ``total = similarity + smoothness + label_weight * label``.
+
+    ``smoothness`` already carries the per-level weights; ``label`` is the unweighted Dice loss
+    (a zero tensor when no labels are given)."""
+
+    total: Tensor
+    similarity: Tensor
+    smoothness: Tensor
+    label: Tensor
+
+
+def _sample_levels(x: Tensor, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
+    """``x`` (B, C, H, W) at each of ``sizes`` by nearest sampling, in the geometry of :func:`~segreg_lite.regnet.pyramid`.
+
+    Coarse pixel ``j`` takes fine pixel ``round(j (H - 1) / (h - 1))``. For label maps: a blurred
+    one-hot is a soft map whose soft Dice with itself is not 0, which would put a floor under the
+    label term and reward sharpening; sampled labels stay one-hot (soft pseudo-labels stay as given).
+    """
+    h, w = x.shape[-2:]
+    out = []
+    for size in sizes:
+        rows = torch.linspace(0, h - 1, size[0], device=x.device).round().long()
+        cols = torch.linspace(0, w - 1, size[1], device=x.device).round().long()
+        out.append(x[:, :, rows][:, :, :, cols])  # (B, C, *size)
+    return out
+
+
+def registration_loss(
+    out: RegOutput,
+    moving: Tensor,
+    fixed: Tensor,
+    *,
+    moving_labels: Tensor | None = None,
+    fixed_labels: Tensor | None = None,
+    num_classes: int = 5,
+    local: bool = False,
+    label_weight: float = 1.0,
+    reg_weights: Sequence[float] = (128, 64, 32, 16, 8),
+) -> RegLoss:
+    """The multi-level registration loss of a :class:`RegOutput` for ``moving`` onto ``fixed``.
+
+    moving, fixed: (B, 1, H, W); labels: integer (B, H, W) or soft (B, K, H, W), both or neither
+    (the label term is 0 without them). Images are brought to each level's size by
+    :func:`~segreg_lite.regnet.pyramid` (blur, then resample), one-hot labels by nearest sampling on the same grid
+    (:func:`_sample_levels`); the moving ones are warped by that level's total field ``D_i``.
+    Per level: ``ncc(warp(moving_i, D_i), fixed_i) + w_i * gradient_loss(r_i) + label_weight *
+    dice(warp(onehot(moving_labels)_i, D_i), fixed_labels_i)`` (foreground soft Dice); the
+    three terms are summed over levels and divided by their number. ``reg_weights`` are listed
+    coarsest to finest for 5 levels; a network with fewer levels takes the last ones, those of
+    the same resolutions (levels 0..n-1 of the paper: 8 at full resolution).
+    """
+    if not isinstance(out, RegOutput) or not out.flows or len(out.residuals) != len(out.flows):
+        raise ValueError("out must be the RegOutput of a RegNet forward pass")
+    n = len(out.flows)
+    if len(reg_weights) < n:
+        raise ValueError(f"reg_weights needs one weight per level ({n}), got {tuple(reg_weights)}")
+    if moving.ndim != 4 or moving.shape[1] != 1 or moving.shape != fixed.shape or moving.shape[-2:] != out.flow.shape[-2:]:
+        raise ValueError(f"moving and fixed must be (B, 1, H, W) like the flow {tuple(out.flow.shape)}, "
+                         f"got {tuple(moving.shape)} and {tuple(fixed.shape)}")
+    if (moving_labels is None) != (fixed_labels is None):
+        raise ValueError("give both moving_labels and fixed_labels, or neither")
+    weights = [float(w) for w in reg_weights[-n:]]
+    sizes = [tuple(f.shape[-2:]) for f in reversed(out.flows)]  # finest first
+    movings = pyramid(moving.float(), sizes)[::-1]  # coarsest first, like out.flows
+    fixeds = pyramid(fixed.float(), sizes)[::-1]
+    zero = out.flow.new_zeros(())
+    sim, smooth, label = zero, zero, zero
+    for i in range(n):
+        warped = warp(movings[i], out.flows[i])  # (B, 1, h, w)
+        sim = sim + (local_ncc_loss(warped, fixeds[i], 9) if local else global_ncc_loss(warped, fixeds[i]))
+        smooth = smooth + weights[i] * gradient_loss(out.residuals[i])
+    if moving_labels is not None:
+        lab_m = _sample_levels(as_soft(check_labels(moving_labels, moving, num_classes, "moving_labels"), num_classes), sizes)[::-1]
+        lab_f = _sample_levels(as_soft(check_labels(fixed_labels, fixed, num_classes, "fixed_labels"), num_classes), sizes)[::-1]
+        for i in range(n):
+            warped = warp(lab_m[i], out.flows[i]).clamp(0, 1)  # (B, K, h, w); clamp: rounding only
+            label = label + soft_dice_loss(warped, lab_f[i].clamp(0, 1))
+    sim, smooth, label = sim / n, smooth / n, label / n
+    return RegLoss(total=sim + smooth + label_weight * label, similarity=sim, smoothness=smooth, label=label)

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
+from segreg_lite.data import Data
 from segreg_lite.io import atomic_path
 from segreg_lite.labels import NUM_CLASSES, SEG4_NAMES, check_image, check_labels, rescale_unit
 
@@ -169,7 +171,7 @@ def _pair_files(folder: Path, image_pattern: str, label_suffix: tuple[str, str])
 
 def load_nifti_folder(folder: str | os.PathLike, *, image_pattern: str = "*_image.nii*",
                       label_suffix: tuple[str, str] = ("_image", "_label"), num_classes: int = NUM_CLASSES,
-                      slice_axis: int | None = None, slices: Sequence[int] | None = None) -> dict:
+                      slice_axis: int | None = None, slices: Sequence[int] | None = None) -> Data:
     """Load a folder of NIfTI image/label pairs as 2D slices.
 
     Pairing: for each file matching ``image_pattern``, the last occurrence of ``label_suffix[0]``
@@ -182,9 +184,9 @@ def load_nifti_folder(folder: str | os.PathLike, *, image_pattern: str = "*_imag
     ``slice_axis`` (0, 1 or 2); it is cut along that axis at ``slices`` (default: every slice whose
     label has foreground), with subject ids like ``case01:z=40`` (axis letter x/y/z = 0/1/2).
 
-    Returns ``{"images": float32 (N, 1, H, W) in [0, 1] (min-max per slice), "labels": int64
-    (N, H, W), "subjects": list[str], "label_names": tuple[str, ...]}``; label names are seg4's
-    when ``num_classes == 5``, else ``"class i"``.
+    Returns a :class:`~segreg_lite.data.Data`: images float32 (N, 1, H, W) in [0, 1] (min-max per
+    slice), labels int64 (N, H, W), subject ids and label names (seg4's when ``num_classes == 5``,
+    else ``"class i"``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -231,12 +233,8 @@ def load_nifti_folder(folder: str | os.PathLike, *, image_pattern: str = "*_imag
         raise ValueError(f"slices in {folder} do not share one shape ({listing}); "
                          f"resample or crop them to one size first")
     names = SEG4_NAMES if num_classes == NUM_CLASSES else tuple(f"class {i}" for i in range(num_classes))
-    return {
-        "images": np.stack(images)[:, None],  # (N, 1, H, W)
-        "labels": np.stack(labels),  # (N, H, W)
-        "subjects": subjects,
-        "label_names": names,
-    }
+    return Data(torch.from_numpy(np.stack(images)[:, None]).float(), torch.from_numpy(np.stack(labels)).long(),
+                subjects, names, f"NIfTI folder {folder}, {len(subjects)} subjects")
 
 
 def _write_nifti(path: Path, arr: np.ndarray, affine: np.ndarray) -> None:

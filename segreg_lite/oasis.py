@@ -33,7 +33,9 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import numpy as np
+import torch
 
+from segreg_lite.data import Data
 from segreg_lite.io import read_json, write_json
 from segreg_lite.labels import SEG4_NAMES, check_image, check_labels, rescale_unit
 from segreg_lite.nifti import read_nifti_array
@@ -270,14 +272,14 @@ def _check_complete(given: Path, root: Path, subjects: list[str]) -> None:
 
 
 def load_oasis2d(root: str | os.PathLike, *, labels: str = "seg4", max_subjects: int | None = None,
-                 progress: bool = False, require_marker: bool = True) -> dict:
+                 progress: bool = False, require_marker: bool = True) -> Data:
     """Load the extracted neurite-OASIS 2D slices, subjects in sorted order.
 
     ``labels``: ``"seg4"`` (the package's 5-class table) or ``"seg24"`` (names read from
     ``seg24_labels.txt``). The folder must hold the marker that :func:`extract_oasis2d` writes
     last, and every subject it counted (``require_marker=False`` skips the check, for a folder
-    you extracted yourself). Returns ``{"images": float32 (N, 1, H, W) in [0, 1] (min-max per
-    slice), "labels": int64 (N, H, W), "subjects": list[str], "label_names": tuple[str, ...]}``.
+    you extracted yourself). Returns a :class:`~segreg_lite.data.Data`: images float32
+    (N, 1, H, W) in [0, 1] (min-max per slice), labels int64 (N, H, W), subject ids, label names.
     """
     if labels not in ("seg4", "seg24"):
         raise ValueError(f"labels must be 'seg4' or 'seg24', got {labels!r}")
@@ -303,9 +305,5 @@ def load_oasis2d(root: str | os.PathLike, *, labels: str = "seg4", max_subjects:
             raise ValueError(f"{img_path}: shape {img.shape} differs from {subjects[0]}'s {images[0].shape}")
         images.append(rescale_unit(check_image(img, name=str(img_path))))
         labs.append(check_labels(lab, len(names), name=str(lab_path)))
-    return {
-        "images": np.stack(images)[:, None],  # (N, 1, H, W)
-        "labels": np.stack(labs),  # (N, H, W)
-        "subjects": subjects,
-        "label_names": tuple(names),
-    }
+    return Data(torch.from_numpy(np.stack(images)[:, None]).float(), torch.from_numpy(np.stack(labs)).long(),
+                subjects, tuple(names), f"neurite-OASIS 2D, {len(subjects)} subjects")

@@ -182,7 +182,7 @@ def plot_method_overview(seed: int = 0, n_atlas: int = 3):
     from segreg_lite.config import TrainConfig
     from segreg_lite.labels import NUM_CLASSES
     from segreg_lite.pretrained import load_pretrained
-    from segreg_lite.register import register
+    from segreg_lite.registration import register
     from segreg_lite.transforms import warp, warp_labels
     from segreg_lite.tta import TTAParams, augment_fields
 

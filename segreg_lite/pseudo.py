@@ -5,7 +5,7 @@ After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and
 
 - registration masks: ``n_atlas`` annotated images drawn at random *with replacement* (redrawn
   per image and per round), each registered onto ``x`` and its one-hot label warped bilinearly
-  (:func:`segreg_lite.register.propagate_labels`); one map per atlas;
+  (:func:`segreg_lite.registration.propagate_labels`); one map per atlas;
 - segmentation masks: the segmenter's softmax on ``x`` and ``n_tta`` test-time-augmented
   predictions mapped back by the exact inverse transform (:func:`segreg_lite.tta.tta_predict`);
 - the soft mask is the mean of all those maps (``mode="combined"``, the default), of the
@@ -24,6 +24,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from segreg_lite.registration import draw_atlases, propagate_labels
 from segreg_lite.regnet import RegNet
 
 #: Pseudo-label sources: both (the method's default), registration only, segmentation only.
@@ -49,19 +50,6 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def draw_atlases(annotated: Sequence[int], n_targets: int, n_atlas: int, generator: torch.Generator) -> Tensor:
-    """``n_atlas`` atlases per target drawn from ``annotated`` with replacement: (n_targets, n_atlas).
-
-    Values are the image indices in ``annotated``; one image annotated means every draw is it.
-    """
-    pool = torch.as_tensor(list(annotated), dtype=torch.long)
-    if len(pool) == 0:
-        raise ValueError("no annotated image to use as an atlas: the split needs at least one")
-    if n_atlas < 1:
-        raise ValueError(f"n_atlas must be >= 1, got {n_atlas}")
-    return pool[torch.randint(len(pool), (n_targets, n_atlas), generator=generator)]
-
-
 @torch.no_grad()
 def make_pseudo_labels(
     segmenter: nn.Module,
@@ -85,9 +73,8 @@ def make_pseudo_labels(
     transforms, so a seeded call is reproducible. The combined mask weighs every map equally:
     ``(n_atlas * reg + (1 + n_tta) * seg) / (n_atlas + 1 + n_tta)``, the mean of the 10 maps of
     the design; exact ties between the two sources go to the segmentation maps (TIE_BREAK).
-    ``passes``: of the registration network per atlas (:func:`segreg_lite.register.register`).
+    ``passes``: of the registration network per atlas (:func:`segreg_lite.registration.register`).
     """
-    from segreg_lite.register import propagate_labels
     from segreg_lite.tta import tta_predict
 
     check_mode(mode)

@@ -1,4 +1,4 @@
-"""The registration network (multi-resolution, after MrRegNet) and its multi-level loss.
+"""The registration network (multi-resolution, after MrRegNet).
 
 After the registration network of Li et al., "A Unified Framework for Semi-Supervised Image
 Segmentation and Registration" (arXiv 2502.03229, ISBI 2025), itself after MrRegNet: moving and
@@ -20,11 +20,7 @@ ANTs SyN by ``benchmarks/bench_registration.py``): ``affine=True`` adds an affin
 starts the coarsest field (free of the smoothness term), and ``refine=True`` shows every finer
 level the moving image warped by the field so far, so that it predicts only what is left.
 
-:func:`registration_loss` sums over levels, then divides by the number of levels: global NCC
-(or local NCC, window 9) between the warped moving image and the fixed image at the level's
-resolution, ``reg_weight_i * gradient_loss(r_i)`` (128 coarsest ... 8 finest), and, in the joint
-phase, a soft Dice between the warped one-hot moving label and the fixed label. Images are
-blurred before being resampled to a level; labels are sampled (see :func:`_sample_levels`).
+Its loss is :func:`segreg_lite.losses.registration_loss`.
 """
 from __future__ import annotations
 
@@ -34,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segreg_lite.losses import global_ncc_loss, local_ncc_loss, gradient_loss, one_hot, soft_dice_loss
 from segreg_lite.transforms import affine_field, integrate_velocity, resize_flow, warp
 
 
@@ -46,18 +41,6 @@ class RegOutput(NamedTuple):
     flow: Tensor
     flows: list[Tensor]
     residuals: list[Tensor]
-
-
-class RegLoss(NamedTuple):
-    """Scalars, each averaged over levels: ``total = similarity + smoothness + label_weight * label``.
-
-    ``smoothness`` already carries the per-level weights; ``label`` is the unweighted Dice loss
-    (a zero tensor when no labels are given)."""
-
-    total: Tensor
-    similarity: Tensor
-    smoothness: Tensor
-    label: Tensor
 
 
 def _act() -> nn.LeakyReLU:
@@ -96,7 +79,7 @@ class RegNet(nn.Module):
             level, so the deformable residuals only correct what it leaves; it is not a residual
             and the smoothness term does not see it. Off in the paper's network.
         refine: every level below the coarsest also sees the moving image warped by the field so
-            far, beside the fixed image, both at its resolution (:func:`_pyramid`), so it predicts
+            far, beside the fixed image, both at its resolution (:func:`pyramid`), so it predicts
             what is left to align rather than re-deriving the whole motion from the unwarped pair
             (coarse-to-fine refinement, as PWC-Net and LapIRN do). Off in the paper's network.
     """
@@ -171,7 +154,7 @@ class RegNet(nn.Module):
             sizes = [tuple(moving.shape[-2:])]
             for _ in range(1, self.config["levels"]):
                 sizes.append((sizes[-1][0] // 2, sizes[-1][1] // 2))
-            movings, fixeds = _pyramid(moving, sizes)[::-1], _pyramid(fixed, sizes)[::-1]
+            movings, fixeds = pyramid(moving, sizes)[::-1], pyramid(fixed, sizes)[::-1]
         skips: list[Tensor] = []
         for block in self.encoder:
             x = block(x)  # (B, F, H / 2**i, W / 2**i)
@@ -210,7 +193,7 @@ class RegNet(nn.Module):
         return RegOutput(flow=flows[-1], flows=flows, residuals=residuals)
 
 
-def _pyramid(x: Tensor, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
+def pyramid(x: Tensor, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
     """``x`` (B, C, H, W) resampled to each of ``sizes`` (finest first, the first = (H, W)).
 
     Each level is the previous one blurred by Burt & Adelson's 5-tap binomial kernel
@@ -230,85 +213,3 @@ def _pyramid(x: Tensor, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
         y = y[..., 0:w] + y[..., 4:w + 4] + 4 * (y[..., 1:w + 1] + y[..., 3:w + 3]) + 6 * y[..., 2:w + 2]
         out.append(F.interpolate(y / 256.0, size=size, mode="bilinear", align_corners=True))  # (B, C, *size)
     return out
-
-
-def _sample_levels(x: Tensor, sizes: Sequence[tuple[int, int]]) -> list[Tensor]:
-    """``x`` (B, C, H, W) at each of ``sizes`` by nearest sampling, in the geometry of :func:`_pyramid`.
-
-    Coarse pixel ``j`` takes fine pixel ``round(j (H - 1) / (h - 1))``. For label maps: a blurred
-    one-hot is a soft map whose soft Dice with itself is not 0, which would put a floor under the
-    label term and reward sharpening; sampled labels stay one-hot (soft pseudo-labels stay as given).
-    """
-    h, w = x.shape[-2:]
-    out = []
-    for size in sizes:
-        rows = torch.linspace(0, h - 1, size[0], device=x.device).round().long()
-        cols = torch.linspace(0, w - 1, size[1], device=x.device).round().long()
-        out.append(x[:, :, rows][:, :, :, cols])  # (B, C, *size)
-    return out
-
-
-def _as_soft(labels: Tensor, num_classes: int, batch_hw: tuple[int, int, int], name: str) -> Tensor:
-    """Integer labels (B, H, W) or soft maps (B, K, H, W) -> float (B, K, H, W)."""
-    b, h, w = batch_hw
-    if labels.ndim == 3 and not labels.is_floating_point() and tuple(labels.shape) == (b, h, w):
-        return one_hot(labels, num_classes)
-    if labels.ndim == 4 and labels.is_floating_point() and tuple(labels.shape) == (b, num_classes, h, w):
-        return labels.float()
-    raise ValueError(f"{name} must be integer labels ({b}, {h}, {w}) or soft maps ({b}, {num_classes}, {h}, {w}), "
-                     f"got {tuple(labels.shape)} of dtype {labels.dtype}")
-
-
-def registration_loss(
-    out: RegOutput,
-    moving: Tensor,
-    fixed: Tensor,
-    *,
-    moving_labels: Tensor | None = None,
-    fixed_labels: Tensor | None = None,
-    num_classes: int = 5,
-    local: bool = False,
-    label_weight: float = 1.0,
-    reg_weights: Sequence[float] = (128, 64, 32, 16, 8),
-) -> RegLoss:
-    """The multi-level registration loss of a :class:`RegOutput` for ``moving`` onto ``fixed``.
-
-    moving, fixed: (B, 1, H, W); labels: integer (B, H, W) or soft (B, K, H, W), both or neither
-    (the label term is 0 without them). Images are brought to each level's size by
-    :func:`_pyramid` (blur, then resample), one-hot labels by nearest sampling on the same grid
-    (:func:`_sample_levels`); the moving ones are warped by that level's total field ``D_i``.
-    Per level: ``ncc(warp(moving_i, D_i), fixed_i) + w_i * gradient_loss(r_i) + label_weight *
-    dice(warp(onehot(moving_labels)_i, D_i), fixed_labels_i)`` (foreground soft Dice); the
-    three terms are summed over levels and divided by their number. ``reg_weights`` are listed
-    coarsest to finest for 5 levels; a network with fewer levels takes the last ones, those of
-    the same resolutions (levels 0..n-1 of the paper: 8 at full resolution).
-    """
-    if not isinstance(out, RegOutput) or not out.flows or len(out.residuals) != len(out.flows):
-        raise ValueError("out must be the RegOutput of a RegNet forward pass")
-    n = len(out.flows)
-    if len(reg_weights) < n:
-        raise ValueError(f"reg_weights needs one weight per level ({n}), got {tuple(reg_weights)}")
-    if moving.ndim != 4 or moving.shape[1] != 1 or moving.shape != fixed.shape or moving.shape[-2:] != out.flow.shape[-2:]:
-        raise ValueError(f"moving and fixed must be (B, 1, H, W) like the flow {tuple(out.flow.shape)}, "
-                         f"got {tuple(moving.shape)} and {tuple(fixed.shape)}")
-    if (moving_labels is None) != (fixed_labels is None):
-        raise ValueError("give both moving_labels and fixed_labels, or neither")
-    weights = [float(w) for w in reg_weights[-n:]]
-    sizes = [tuple(f.shape[-2:]) for f in reversed(out.flows)]  # finest first
-    movings = _pyramid(moving.float(), sizes)[::-1]  # coarsest first, like out.flows
-    fixeds = _pyramid(fixed.float(), sizes)[::-1]
-    zero = out.flow.new_zeros(())
-    sim, smooth, label = zero, zero, zero
-    for i in range(n):
-        warped = warp(movings[i], out.flows[i])  # (B, 1, h, w)
-        sim = sim + (local_ncc_loss(warped, fixeds[i], 9) if local else global_ncc_loss(warped, fixeds[i]))
-        smooth = smooth + weights[i] * gradient_loss(out.residuals[i])
-    if moving_labels is not None:
-        bhw = (moving.shape[0], *moving.shape[-2:])
-        lab_m = _sample_levels(_as_soft(moving_labels, num_classes, bhw, "moving_labels"), sizes)[::-1]
-        lab_f = _sample_levels(_as_soft(fixed_labels, num_classes, bhw, "fixed_labels"), sizes)[::-1]
-        for i in range(n):
-            warped = warp(lab_m[i], out.flows[i]).clamp(0, 1)  # (B, K, h, w); clamp: rounding only
-            label = label + soft_dice_loss(warped, lab_f[i].clamp(0, 1))
-    sim, smooth, label = sim / n, smooth / n, label / n
-    return RegLoss(total=sim + smooth + label_weight * label, similarity=sim, smoothness=smooth, label=label)

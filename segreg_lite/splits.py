@@ -1,4 +1,4 @@
-"""Subject-level splits and the torch datasets that read them.
+"""Subject-level splits: who is trained on, annotated, validated and tested.
 
 A :class:`Split` divides N subjects into disjoint train / validation / test sets and marks a
 fraction of the training subjects as annotated; the rest of the training set is unannotated and
@@ -7,11 +7,6 @@ Segmentation and Registration", arXiv 2502.03229, ISBI 2025). :func:`make_split`
 *nested*: for one seed the annotated set at 1% is contained in the one at 5%, which is contained
 in the one at 10%, and so on, so a sweep over :data:`FRACTIONS` compares like with like. Splits
 are saved as JSON beside the results they produced.
-
-The datasets index in-memory arrays (images ``(N, 1, H, W)`` float32, labels ``(N, H, W)`` int64)
-with the subject indices of a split: :class:`LabelledDataset`, :class:`UnlabelledDataset`,
-:class:`PseudoLabelledDataset` (soft masks from the joint rounds) and :class:`PairDataset`
-(random moving/fixed pairs for the registration network).
 """
 from __future__ import annotations
 
@@ -23,13 +18,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from segreg_lite.io import write_json
 
-#: The annotated fractions of the design (1% ... 50%, and 100% for the upper bound).
-FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.10, 0.25, 0.50, 1.0)
+#: The paper's annotated fractions (the upper bound, every training image annotated, is fraction 1).
+FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
 
 _REQUIRED_KEYS = ("train", "val", "test", "annotated", "seed", "fraction")
 
@@ -201,182 +194,3 @@ def make_split(n_subjects: int, *, seed: int = 0, fraction: float = 0.01,
                  annotated=tuple(np.sort(annotated).tolist()), seed=int(seed),
                  fraction=float(fraction),
                  subjects=None if subjects is None else tuple(str(s) for s in subjects))
-
-
-# ---------------------------------------------------------------------------------------------
-# Datasets
-
-
-def _as_tensor(x: Any, dtype: torch.dtype, name: str) -> torch.Tensor:
-    """numpy, torch or a list -> torch tensor of ``dtype``, sharing memory when the dtype fits."""
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
-    if isinstance(x, np.ndarray):
-        # from_numpy cannot take negative strides and warns on read-only arrays: copy those.
-        if not x.flags.writeable or any(s < 0 for s in x.strides):
-            x = x.copy()
-        x = torch.from_numpy(x)
-    elif not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a numpy array or a torch tensor, "
-                         f"got {type(x).__name__}")
-    if dtype.is_floating_point and not (x.dtype.is_floating_point):
-        raise ValueError(f"{name} must be floating point (images in [0, 1]), got {x.dtype}")
-    if not dtype.is_floating_point and (x.dtype.is_floating_point or x.dtype.is_complex):
-        raise ValueError(f"{name} must hold integer class labels, got {x.dtype}")
-    return x if x.dtype == dtype else x.to(dtype)
-
-
-def _check_images(images: Any) -> torch.Tensor:
-    images = _as_tensor(images, torch.float32, "images")
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"images must have shape (N, 1, H, W), got {tuple(images.shape)}")
-    return images
-
-
-def _check_labels(labels: Any, images: torch.Tensor) -> torch.Tensor:
-    labels = _as_tensor(labels, torch.int64, "labels")
-    want = (images.shape[0], *images.shape[2:])
-    if tuple(labels.shape) != want:
-        raise ValueError(f"labels must have shape (N, H, W) = {want} to match images "
-                         f"{tuple(images.shape)}, got {tuple(labels.shape)}")
-    return labels
-
-
-def _check_indices(indices: Any, n: int) -> tuple[int, ...]:
-    if isinstance(indices, torch.Tensor):
-        indices = indices.tolist()
-    indices = tuple(np.asarray(indices).reshape(-1).tolist())
-    if not all(_is_int(i) for i in indices):
-        raise ValueError(f"indices must be integers, got {list(indices)!r}")
-    bad = [i for i in indices if not 0 <= i < n]
-    if bad:
-        raise ValueError(f"indices {bad} are out of range for {n} images")
-    return indices
-
-
-def _item(idx: int, length: int) -> int:
-    if not -length <= idx < length:
-        raise IndexError(f"index {idx} out of range for dataset of length {length}")
-    return idx % length
-
-
-class LabelledDataset(Dataset):
-    """Items ``(image (1, H, W) float32, label (H, W) int64)`` for ``images[indices]``.
-
-    ``images`` (N, 1, H, W) float, ``labels`` (N, H, W) integer; numpy or torch.
-    """
-
-    def __init__(self, images: Any, labels: Any, indices: Sequence[int]) -> None:
-        self.images = _check_images(images)
-        self.labels = _check_labels(labels, self.images)
-        self.indices = _check_indices(indices, self.images.shape[0])
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        i = self.indices[_item(idx, len(self))]
-        return self.images[i], self.labels[i]
-
-
-class UnlabelledDataset(Dataset):
-    """Items ``image (1, H, W) float32`` for ``images[indices]``; ``images`` (N, 1, H, W)."""
-
-    def __init__(self, images: Any, indices: Sequence[int]) -> None:
-        self.images = _check_images(images)
-        self.indices = _check_indices(indices, self.images.shape[0])
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, idx: int) -> torch.Tensor:
-        return self.images[self.indices[_item(idx, len(self))]]
-
-
-class PseudoLabelledDataset(Dataset):
-    """Items ``(image (1, H, W), soft (K, H, W) float32, weight () float32)``.
-
-    ``soft_labels`` (M, K, H, W) in [0, 1] and ``weights`` (M,) (default all 1) are aligned with
-    ``indices`` (M of them): ``soft_labels[j]`` is the pseudo-label of ``images[indices[j]]``,
-    which is how the joint rounds produce them (one soft mask per unannotated image).
-    """
-
-    def __init__(self, images: Any, soft_labels: Any, indices: Sequence[int],
-                 weights: Any | None = None) -> None:
-        self.images = _check_images(images)
-        self.indices = _check_indices(indices, self.images.shape[0])
-        m, (h, w) = len(self.indices), self.images.shape[2:]
-        soft = _as_tensor(soft_labels, torch.float32, "soft_labels")
-        if soft.ndim != 4 or soft.shape[0] != m or tuple(soft.shape[2:]) != (h, w):
-            raise ValueError(f"soft_labels must have shape (len(indices), K, H, W) = "
-                             f"({m}, K, {h}, {w}), got {tuple(soft.shape)}")
-        if soft.numel() and not (soft.min() >= 0 and soft.max() <= 1):
-            raise ValueError(f"soft_labels must lie in [0, 1], got range "
-                             f"[{soft.min().item()}, {soft.max().item()}]")
-        self.soft_labels = soft
-        if weights is None:
-            weights = torch.ones(m, dtype=torch.float32)
-        weights = _as_tensor(weights, torch.float32, "weights")
-        if tuple(weights.shape) != (m,):
-            raise ValueError(f"weights must have shape (len(indices),) = ({m},), "
-                             f"got {tuple(weights.shape)}")
-        if not bool(torch.all(torch.isfinite(weights) & (weights >= 0))):
-            raise ValueError(f"weights must be finite and >= 0, got {weights.tolist()}")
-        self.weights = weights
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        j = _item(idx, len(self))
-        return self.images[self.indices[j]], self.soft_labels[j], self.weights[j]
-
-
-#: Default cap on the number of pairs per epoch of a :class:`PairDataset`.
-MAX_DEFAULT_PAIRS = 1024
-
-
-class PairDataset(Dataset):
-    """Random (moving, fixed) pairs of distinct subjects from ``indices``, for registration.
-
-    Item ``k`` is drawn by a numpy Generator seeded with ``(seed, k)``, so it is the same on every
-    call, in every worker and after a resume. Items are dicts with ``"moving"``/``"fixed"``
-    (1, H, W) float32 and ``"moving_index"``/``"fixed_index"`` (ints into ``images``), plus
-    ``"moving_label"``/``"fixed_label"`` (H, W) int64 when ``labels`` (N, H, W) are given.
-    ``length`` defaults to the number of ordered pairs, ``n * (n - 1)``, capped at
-    :data:`MAX_DEFAULT_PAIRS`.
-    """
-
-    def __init__(self, images: Any, indices: Sequence[int], *, labels: Any | None = None,
-                 length: int | None = None, seed: int = 0) -> None:
-        self.images = _check_images(images)
-        self.labels = None if labels is None else _check_labels(labels, self.images)
-        self.indices = _check_indices(indices, self.images.shape[0])
-        # Repeated indices are one subject: a pair must be two different subjects.
-        self._pool = tuple(dict.fromkeys(self.indices))
-        n = len(self._pool)
-        if n < 2:
-            raise ValueError(f"a pair dataset needs at least 2 distinct subjects, got {n} "
-                             f"(indices={list(self.indices)})")
-        if length is None:
-            length = min(n * (n - 1), MAX_DEFAULT_PAIRS)
-        if not _is_int(length) or length < 1:
-            raise ValueError(f"length must be a positive integer, got {length!r}")
-        if not _is_int(seed) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.length, self.seed = int(length), int(seed)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, idx: int) -> dict[str, Any]:
-        k = _item(idx, self.length)
-        rng = np.random.default_rng((self.seed, k))
-        a, b = rng.choice(len(self._pool), size=2, replace=False)
-        mi, fi = self._pool[int(a)], self._pool[int(b)]
-        item: dict[str, Any] = {"moving": self.images[mi], "fixed": self.images[fi],
-                                "moving_index": mi, "fixed_index": fi}
-        if self.labels is not None:
-            item["moving_label"] = self.labels[mi]
-            item["fixed_label"] = self.labels[fi]
-        return item

@@ -8,8 +8,8 @@ interrupted one (method by method, joint round by round). The 100%-label upper b
 depend on the fraction, so it runs once per seed, in ``full-s<seed>`` at fraction 1.
 
 :func:`run_sweep` runs the plan, :func:`collect_sweep` reads whatever the root holds (the results
-chapter and ``segreg-lite sweep``), grouped by fraction and summarised over seeds with
-:func:`segreg_lite.experiment.summarize`. The finished 128x128 sweep ships with the package under
+chapter and ``segreg-lite sweep``), grouped by fraction; its tables are
+:mod:`segreg_lite.report`'s. The finished 128x128 sweep ships with the package under
 :data:`SHIPPED_RESULTS`, which the results chapter reads unless told to recompute.
 """
 from __future__ import annotations
@@ -22,11 +22,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 from segreg_lite.config import TrainConfig
-from segreg_lite.experiment import METHODS, Data, check_methods, check_seed, finished, load_results, run_experiment, summarize
+from segreg_lite.data import Data
+from segreg_lite.experiment import check_seed, finished, run_experiment
+from segreg_lite.methods import check_methods
+from segreg_lite.report import load_results
+from segreg_lite.runfolder import METHODS_DIR
+from segreg_lite.splits import FRACTIONS
 from segreg_lite.io import read_json
 
-#: The paper's annotated fractions.
-FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
 #: What a sweep runs unless told otherwise: the paper's fractions but 50%, which a 2-core CPU
 #: cannot add within the sweep's two hours (``fractions=FRACTIONS`` runs it too).
 SWEEP_FRACTIONS: tuple[float, ...] = FRACTIONS[:-1]
@@ -51,13 +54,14 @@ class SweepRun:
     methods: tuple[str, ...]
     folder: Path
 
-    def done(self, data: Data | None = None, *, preset: str = "sweep", config: TrainConfig | None = None) -> bool:
+    def done(self, data: Data | None = None, *, preset: str = "sweep", config: TrainConfig | None = None,
+             smoke: bool = False) -> bool:
         """Every method's results file is there; given ``data`` (and the sweep's ``preset`` or
         ``config``), each also carries this run's fingerprint, so it would be read back as done."""
         if data is None:
-            return all((self.folder / "methods" / f"{m}.json").exists() for m in self.methods)
+            return all((self.folder / METHODS_DIR / f"{m}.json").exists() for m in self.methods)
         return finished(data, self.folder, methods=self.methods, fraction=self.fraction, seed=self.seed,
-                        preset=preset, config=config)
+                        preset=preset, config=config, smoke=smoke)
 
 
 def plan_sweep(root: str | Path, fractions: Sequence[float] = SWEEP_FRACTIONS, seeds: Sequence[int] = (0, 1, 2),
@@ -94,6 +98,7 @@ def run_sweep(
     methods: Sequence[str] = SWEEP_METHODS,
     preset: str = "sweep",
     config: TrainConfig | None = None,
+    smoke: bool = False,
     device: str = "auto",
     jobs: int = 1,
     progress: bool = True,
@@ -103,7 +108,7 @@ def run_sweep(
 
     Runs already finished are read back, not trained again; a folder holding a run with other
     settings is an error (from :func:`run_experiment`), never overwritten. ``config`` overrides
-    ``preset`` for every run. ``jobs`` > 1 runs that many runs at once in worker processes, each
+    ``preset`` for every run; ``smoke`` shrinks its schedules. ``jobs`` > 1 runs that many runs at once in worker processes, each
     with an equal share of torch's CPU threads (on a small CPU, two one-thread workers get more
     done than one two-thread process; results then differ from a one-job sweep in the last
     digits, as any change of thread count does).
@@ -111,11 +116,11 @@ def run_sweep(
     plan = plan_sweep(root, fractions, seeds, methods)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
-    finished_runs = {r.folder for r in plan if r.done(data, preset=preset, config=config)}
+    finished_runs = {r.folder for r in plan if r.done(data, preset=preset, config=config, smoke=smoke)}
     todo = [r for r in plan if r.folder not in finished_runs]
     log(f"sweep: {len(plan)} runs under {root}, {len(plan) - len(todo)} finished earlier, {len(todo)} to run"
         f"{f' in {jobs} worker processes' if jobs > 1 and len(todo) > 1 else ''}")
-    kw = dict(preset=preset, config=config, device=device)
+    kw = dict(preset=preset, config=config, smoke=smoke, device=device)
     start = time.perf_counter()
     if jobs > 1 and len(todo) > 1:
         import multiprocessing
@@ -139,7 +144,7 @@ def run_sweep(
     summaries = []
     for i, run in enumerate(plan, 1):
         label = f"[{i}/{len(plan)}] fraction {run.fraction:g}, seed {run.seed}"
-        done = run.folder in finished_runs or run.done(data, preset=preset, config=config)  # or by a worker
+        done = run.folder in finished_runs or run.done(data, preset=preset, config=config, smoke=smoke)  # or by a worker
         log(f"{label}: finished, read from {run.folder}" if done else f"{label}: {', '.join(run.methods)} ...")
         t0 = time.perf_counter()
         summaries.append(_run_one(data, run, kw, progress=progress,
@@ -175,52 +180,3 @@ def collect_sweep(root: str | Path, fractions: Sequence[float] | None = None,
         raise FileNotFoundError(f"no finished run (*/results.json) under {root}"
                                 f"{' for these fractions and seeds' if fractions or seeds else ''}: run the sweep first")
     return {f: load_results(by_fraction[f]) for f in sorted(by_fraction)}
-
-
-def sweep_table(collected: dict[float, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per (fraction, method): the :func:`summarize` entry plus ``fraction`` and ``method``."""
-    rows = [{"fraction": fraction, "method": method, **entry}
-            for fraction, summaries in collected.items() for method, entry in summarize(summaries).items()]
-    order = list(METHODS)
-    return sorted(rows, key=lambda r: (order.index(r["method"]), r["fraction"]))
-
-
-def compute_minutes(collected: dict[float, list[dict[str, Any]]]) -> float:
-    """The summed wall time of every method of every run, in minutes (what the sweep cost)."""
-    return sum(m["metrics"]["seconds"] for runs in collected.values() for s in runs for m in s["methods"].values()) / 60
-
-
-def format_sweep(collected: dict[float, list[dict[str, Any]]]) -> str:
-    """Mean test Dice +- std over seeds, one row per method and one column per fraction."""
-    rows = sweep_table(collected)
-    fractions = list(collected)
-    cells = {(r["method"], r["fraction"]): f"{r['dice'][0]:.3f} +- {r['dice'][1]:.3f} ({len(r['seeds'])})" for r in rows}
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    header = ["method", *[f"{f:.0%}" for f in fractions]]
-    body = [[m, *[cells.get((m, f), "-") for f in fractions]] for m in methods]
-    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
-    first = next(iter(collected.values()))[0]
-    lines = [f"{first['data']}; preset {first['preset']}; mean test Dice +- std over seeds (number of seeds)", ""]
-    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in [header, *body]]
-    lines.append(f"\ncompute: {compute_minutes(collected):.1f} min of training and evaluation in total")
-    return "\n".join(lines)
-
-
-def markdown_sweep(collected: dict[float, list[dict[str, Any]]]) -> str:
-    """The sweep as a Markdown table (the README's): mean test Dice +- std over seeds per method
-    and fraction, the best method of each fraction (upper bound aside) in bold."""
-    rows = sweep_table(collected)
-    fractions = list(collected)
-    cells = {(r["method"], r["fraction"]): r for r in rows}
-    best = {f: max((r for r in rows if r["fraction"] == f and r["method"] != UPPER), key=lambda r: r["dice"][0],
-                   default=None) for f in fractions}
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = ["| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |", "|---" * (len(fractions) + 1) + "|"]
-    for m in methods:
-        out = []
-        for f in fractions:
-            r = cells.get((m, f))
-            text = f"{r['dice'][0]:.3f} ± {r['dice'][1]:.3f}" if r else ""
-            out.append(f"**{text}**" if r is not None and r is best[f] else text)
-        lines.append(f"| {m} | " + " | ".join(out) + " |")
-    return "\n".join(lines)

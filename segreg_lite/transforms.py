@@ -30,6 +30,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from segreg_lite.checks import one_hot
+
 _MODES = ("bilinear", "nearest")
 _PADDING = ("border", "zeros", "reflection")
 
@@ -143,15 +145,8 @@ def warp_labels(labels: torch.Tensor, flow: torch.Tensor, num_classes: int) -> t
         raise ValueError(f"labels must be a (B, H, W) integer tensor, got {shape}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"labels must hold integers (int64), got dtype {labels.dtype}")
-    if not (isinstance(num_classes, int) and num_classes >= 1):
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if labels.numel():
-        lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= num_classes:
-            raise ValueError(f"labels must be in [0, {num_classes}), got values from {lo} to {hi}")
     _check_flow(flow)
-    onehot = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).to(flow.dtype)  # (B, K, H, W)
-    return warp(onehot, flow)
+    return warp(one_hot(labels, num_classes, dtype=flow.dtype), flow)  # one-hot (B, K, H, W), warped
 
 
 def compose(flow_a: torch.Tensor, flow_b: torch.Tensor) -> torch.Tensor:

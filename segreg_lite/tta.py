@@ -16,7 +16,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from segreg_lite.segment import predict
+from segreg_lite.checks import check_finite, check_images
+from segreg_lite.supervised import predict
 from segreg_lite.transforms import _check_hw, affine_flow, invert_affine_flow_params, warp
 
 
@@ -149,20 +150,15 @@ def tta_predict(
     """Softmax of ``model`` on ``images`` (N, 1, H, W) averaged over the plain and ``n_tta`` augmented inputs.
 
     Each augmented image is warped bilinearly with zero padding (the background is 0), segmented
-    by :func:`~segreg_lite.segment.predict` and its softmax mapped back with the exact inverse
+    by :func:`~segreg_lite.supervised.predict` and its softmax mapped back with the exact inverse
     field (bilinear, border padding, so the maps still sum to 1). ``params`` (``params[i][j]`` for
     image i, as :func:`random_tta_params` returns) fixes the augmentations; otherwise they are drawn
     from ``generator`` (default: a CPU generator seeded 0). ``n_tta`` defaults to 4, or to the
     number per image in ``params``; 0 gives the plain prediction. Images are cast to float32;
     the model is left in eval mode. Returns a :class:`TTAOutput` on the CPU.
     """
-    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (N, 1, H, W) float tensor, got {shape}")
-    if not images.is_floating_point():
-        raise ValueError(f"images must be float, got dtype {images.dtype} (shape {tuple(images.shape)})")
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError(f"images of shape {tuple(images.shape)} contain NaN or inf")
+    check_images(images)
+    check_finite("images", images)
     if images.shape[0] == 0:
         raise ValueError(f"images must hold at least one image, got shape {tuple(images.shape)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

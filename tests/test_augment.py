@@ -1,7 +1,7 @@
 import torch
 
 from segreg_lite.augment import AugmentConfig, augment_batch, random_flows
-from segreg_lite.losses import one_hot
+from segreg_lite.checks import one_hot
 
 import pytest
 

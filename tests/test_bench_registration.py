@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segreg_lite.losses import one_hot
+from segreg_lite.checks import one_hot
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("bench_registration", ROOT / "benchmarks" / "bench_registration.py")

@@ -110,13 +110,13 @@ def test_a_failed_cohort_command_leaves_no_folder(tmp_path, capsys):
 def test_warnings_are_one_line(monkeypatch, capsys):
     import warnings
 
-    from segreg_lite import experiment
+    from segreg_lite import report
 
     def load_results(folders):  # stands in for a download that warns (OASIS without a pinned hash)
         warnings.warn("the archive was downloaded unverified:\n its SHA-256 is abc", UserWarning)
         return []
 
-    monkeypatch.setattr(experiment, "load_results", load_results)
-    monkeypatch.setattr(experiment, "format_summary", lambda summaries: "table")
+    monkeypatch.setattr(report, "load_results", load_results)
+    monkeypatch.setattr(report, "format_summary", lambda summaries: "table")
     assert main(["summary", "x"]) == 0
     assert capsys.readouterr().err == "segreg-lite: warning: the archive was downloaded unverified: its SHA-256 is abc\n"

@@ -2,16 +2,14 @@ import math
 from dataclasses import replace
 
 import pytest
-import torch
 
-from segreg_lite.config import (CPU_PSEUDO, PAPER_REG_WEIGHTS, PRESETS, TrainConfig, autocast, get_preset, pick_device,
-                                reg_weights, seed_everything, smoke)
+from segreg_lite.config import CPU_PSEUDO, PAPER_REG_WEIGHTS, PRESETS, TrainConfig, get_preset, reg_weights
 
 LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "rounds", "batch_size")
 
 
 def test_presets_exist():
-    assert set(PRESETS) == {"cpu", "quick", "sweep", "paper"}
+    assert set(PRESETS) == {"cpu", "quick", "sweep", "paper", "smoke"}
     assert get_preset("cpu") == TrainConfig(**CPU_PSEUDO)
     quick = get_preset("quick")
     assert all(getattr(quick, k) <= getattr(TrainConfig(), k) for k in LENGTHS)  # shorter, never longer
@@ -50,21 +48,23 @@ def test_paper_preset_keeps_the_papers_registration_network_and_loss():
 
 
 def test_unknown_preset_lists_names():
-    with pytest.raises(ValueError, match="cpu, quick, sweep, paper"):
+    with pytest.raises(ValueError, match="cpu, quick, sweep, paper, smoke"):
         get_preset("gpu")
 
 
 def test_smoke_shrinks_lengths_and_keeps_the_rest():
     base = get_preset("paper", n_annotated=30, n_train=300)
-    small = smoke(base)
+    small = base.smoke()
     for name in LENGTHS:
         assert getattr(small, name) <= getattr(base, name), name
     assert small.seg_steps < 10 and small.reg_steps < 10 and small.rounds <= 2
     keep = lambda c: {k: v for k, v in c.to_dict().items() if k not in LENGTHS}  # noqa: E731
     assert keep(small) == keep(base)
+    assert get_preset("smoke") == get_preset("cpu").smoke()
 
 
-@pytest.mark.parametrize("bad", [dict(seg_lr=-1e-3), dict(reg_lr=math.nan), dict(seg_steps=-1), dict(label_weight=math.inf)])
+@pytest.mark.parametrize("bad", [dict(seg_lr=-1e-3), dict(reg_lr=math.nan), dict(seg_steps=-1), dict(label_weight=math.inf),
+                                 dict(mt_ema=-0.5), dict(mt_rampup=-0.1)])
 def test_rejects_negative_and_non_finite(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         TrainConfig(**bad)
@@ -86,30 +86,3 @@ def test_dict_round_trip_and_unknown_keys():
     assert TrainConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig.from_dict({**c.to_dict(), "learning_rate": 0.1})
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only answer")
-def test_pick_device_on_a_cpu_machine():
-    if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        assert pick_device("auto") == torch.device("cpu")
-    assert pick_device("cpu") == torch.device("cpu")
-    with pytest.raises(ValueError, match="CUDA is not available"):
-        pick_device("cuda")
-
-
-def test_autocast_is_a_no_op_on_cpu():
-    a = torch.rand(4, 4)
-    with autocast(torch.device("cpu")):
-        assert (a @ a).dtype == torch.float32
-        assert not torch.is_autocast_enabled("cpu")
-
-
-def test_seed_everything_makes_torch_rand_reproducible():
-    g1 = seed_everything(123)
-    a = torch.rand(5)
-    b = torch.rand(3, generator=g1)
-    g2 = seed_everything(123)
-    assert torch.equal(a, torch.rand(5))
-    assert torch.equal(b, torch.rand(3, generator=g2))
-    seed_everything(124)
-    assert not torch.equal(a, torch.rand(5))

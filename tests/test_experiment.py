@@ -1,30 +1,25 @@
 import csv
 import json
-from dataclasses import replace
 
 import pytest
-import torch
 
-from segreg_lite.config import TrainConfig, smoke
-from segreg_lite.experiment import Data, check_methods, format_table, load_data, load_results, run_experiment
+from segreg_lite.experiment import run_experiment
+from segreg_lite.report import format_table, load_results
 
-CFG = replace(smoke(TrainConfig()), features=4, reg_features=4, batch_size=2, n_atlas=2, n_tta=1, rounds=1)
-
-
-def _data(n=12, size=32):
-    labels = torch.zeros(n, size, size, dtype=torch.long)
-    for i in range(n):
-        labels[i, 6 + i % 5 : 18 + i % 5, 6:24] = 1
-        labels[i, 22:27, 4:28] = 2
-    images = torch.where(labels == 1, 0.9, torch.where(labels == 2, 0.4, 0.0))[:, None].float()
-    return Data(images, labels, [f"s{i}" for i in range(n)], ("background", "a", "b"), "toy")
+METHODS = ["supervised", "supervised_aug", "mean_teacher", "reg_only", "joint"]
 
 
-def test_results_files_and_resume(tmp_path):
-    data = _data()
-    methods = ["supervised", "supervised_aug", "mean_teacher", "reg_only", "joint"]
-    out = tmp_path / "run"
-    summary = run_experiment(data, out, methods=methods, fraction=0.2, config=CFG, device="cpu", progress=False)
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, make_data, tiny_config):
+    """One run of five methods on the toy data: (data, its folder, its summary)."""
+    data, out = make_data(), tmp_path_factory.mktemp("experiment") / "run"
+    summary = run_experiment(data, out, methods=METHODS, fraction=0.2, config=tiny_config, device="cpu", progress=False)
+    return data, out, summary
+
+
+def test_results_files_and_resume(first_run, tiny_config):
+    CFG, methods = tiny_config, METHODS
+    data, out, summary = first_run
     assert list(summary["methods"]) == methods
     for name in methods:
         m = summary["methods"][name]["metrics"]
@@ -44,89 +39,55 @@ def test_results_files_and_resume(tmp_path):
     assert "joint" in table and "mean_teacher" in table
 
 
-def test_another_run_in_the_folder_is_refused_unless_overwrite(tmp_path):
-    data = _data()
+def test_joint_round_0_is_the_augmented_supervised_baseline(first_run):
+    """The joint method starts from the run's pre-trained segmenter, which *is* supervised_aug: its
+    round 0 (before any joint round) scores exactly what supervised_aug scores."""
+    methods = first_run[2]["methods"]
+    round_0 = methods["joint"]["history"][0]
+    assert round_0["round"] == 0
+    assert round_0["test_dice"] == methods["supervised_aug"]["metrics"]["dice"]
+    assert round_0["test_dice_per_class"] == methods["supervised_aug"]["metrics"]["dice_per_class"]
+    # Another training of the same U-Net scores otherwise: the equality above is no accident of the toy data.
+    assert methods["supervised"]["metrics"]["dice"] != methods["supervised_aug"]["metrics"]["dice"]
+    # The method's metrics are those of its last round's segmenter.
+    assert methods["joint"]["metrics"]["dice"] == methods["joint"]["history"][-1]["test_dice"]
+
+
+def test_another_run_in_the_folder_is_refused_unless_overwrite(tmp_path, make_data, tiny_config):
+    data = make_data()
     out = tmp_path / "run"
-    run_experiment(data, out, methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
+    run_experiment(data, out, methods=["supervised"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
     before = (out / "results.json").read_bytes()
     with pytest.raises(ValueError, match="another run.*seed"):
-        run_experiment(data, out, methods=["supervised"], fraction=0.2, config=CFG, seed=1, device="cpu", progress=False)
+        run_experiment(data, out, methods=["supervised"], fraction=0.2, config=tiny_config, seed=1, device="cpu", progress=False)
     assert (out / "results.json").read_bytes() == before
-    summary = run_experiment(data, out, methods=["supervised"], fraction=0.2, config=CFG, seed=1, device="cpu",
+    summary = run_experiment(data, out, methods=["supervised"], fraction=0.2, config=tiny_config, seed=1, device="cpu",
                              progress=False, overwrite=True)
     assert summary["seed"] == 1
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a segreg-lite run"):
-        run_experiment(data, stranger, methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
+        run_experiment(data, stranger, methods=["supervised"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
 
 
-def test_cohort_description_names_a_non_default_grid():
-    # run.json compares descriptions: runs on different grids must not share a folder
-    assert "of 32x32" in load_data("cohort", n_subjects=3, size=(32, 32)).description
-    assert "x" not in load_data("cohort", n_subjects=3, size=(128, 128)).description.split(",")[1]
-
-
-def test_bad_names():
+def test_bad_names(make_data, tiny_config):
     with pytest.raises(ValueError, match="unknown method.*teacher"):
-        check_methods(["joint", "teacher"])
+        run_experiment(make_data(), "/nonexistent/never-written", methods=["joint", "teacher"], config=tiny_config)
     with pytest.raises(ValueError, match="unknown preset"):
-        run_experiment(_data(), "/nonexistent/never-written", methods=["supervised"], preset="gpu")
-    with pytest.raises(FileNotFoundError, match="neither"):
-        load_data("/no/such/folder")
+        run_experiment(make_data(), "/nonexistent/never-written", methods=["supervised"], preset="gpu")
     with pytest.raises(ValueError, match="annotates every"):
-        run_experiment(_data(), "/nonexistent/never-written", methods=["joint"], fraction=1.0, config=CFG)
-
-
-def _fake_run(folder, seed, dice, fraction=0.01, rounds=None):
-    """A results.json as run_experiment writes it, with made-up numbers (for the summary)."""
-    methods = {"supervised_aug": {"metrics": {"dice": dice, "hd": 10.0 + seed, "hd95": 4.0, "dice_per_class": [dice, dice + 0.1]}}}
-    if rounds is not None:
-        methods["joint"] = {"metrics": {"dice": rounds[-1], "hd": 9.0, "hd95": 3.0, "dice_per_class": [rounds[-1]] * 2},
-                            "history": [{"round": r, "test_dice": d} for r, d in enumerate(rounds)]}
-    summary = {"data": "toy", "preset": "quick", "fraction": fraction, "seed": seed,
-               "label_names": ["background", "a", "b"], "methods": methods}
-    folder.mkdir()
-    (folder / "results.json").write_text(json.dumps(summary))
-    return folder
-
-
-def test_summary_over_seeds(tmp_path, capsys):
-    from segreg_lite.cli import main
-    from segreg_lite.experiment import summarize
-
-    folders = [_fake_run(tmp_path / "s0", 0, 0.7, rounds=[0.7, 0.72, 0.74]),
-               _fake_run(tmp_path / "s1", 1, 0.8, rounds=[0.8, 0.80, 0.82])]
-    table = summarize(load_results(folders))
-    assert table["supervised_aug"]["seeds"] == [0, 1]
-    assert table["supervised_aug"]["dice"] == pytest.approx((0.75, 0.05))
-    assert table["supervised_aug"]["hd"] == pytest.approx((10.5, 0.5))
-    assert table["supervised_aug"]["dice_per_class"][0] == pytest.approx([0.75, 0.85])
-    assert table["joint"]["rounds_mean"] == pytest.approx([0.75, 0.76, 0.78])
-    assert table["joint"]["rounds_std"] == pytest.approx([0.05, 0.04, 0.04])
-    assert "rounds_mean" not in table["supervised_aug"]
-    assert main(["summary", *map(str, folders)]) == 0
-    out = capsys.readouterr().out
-    assert "0.750 +- 0.050" in out and "0.780 +- 0.040" in out
-    # Runs of another fraction, the same seed twice, or a folder without results: clear errors.
-    other = _fake_run(tmp_path / "f05", 2, 0.8, fraction=0.05)
-    with pytest.raises(ValueError, match="fraction"):
-        load_results([folders[0], other])
-    with pytest.raises(ValueError, match="same seed"):
-        load_results([folders[0], folders[0]])
-    assert main(["summary", str(tmp_path / "missing")]) == 2
-    assert "results.json not found" in capsys.readouterr().err
+        run_experiment(make_data(), "/nonexistent/never-written", methods=["joint"], fraction=1.0, config=tiny_config)
 
 
 def _dice(summary, name="supervised"):
     return summary["methods"][name]["metrics"]["dice"]
 
 
-def test_old_results_are_never_reused_under_new_settings(tmp_path):
+def test_old_results_are_never_reused_under_new_settings(tmp_path, make_data, tiny_config):
     # Issue 14, case 1: a run at fraction 0.5, run.json deleted, then fraction 0.3 with overwrite.
-    data, out = _data(), tmp_path / "run"
-    kw = dict(methods=["supervised", "supervised_aug"], config=CFG, device="cpu", progress=False)
+    data, out = make_data(), tmp_path / "run"
+    kw = dict(methods=["supervised", "supervised_aug"], config=tiny_config, device="cpu", progress=False)
     half = run_experiment(data, out, fraction=0.5, **kw)
     (out / "run.json").unlink()
     with pytest.raises(ValueError, match="no run.json"):
@@ -152,19 +113,19 @@ def test_old_results_are_never_reused_under_new_settings(tmp_path):
         assert again["methods"][name]["fingerprint"]["method"] == name
 
 
-def test_a_busy_folder_is_refused_at_once(tmp_path):
+def test_a_busy_folder_is_refused_at_once(tmp_path, make_data, tiny_config):
     from segreg_lite.runfolder import FolderBusy, RunFolder
 
     out = tmp_path / "run"
     with RunFolder(out):  # another run holds the folder
         with pytest.raises(FolderBusy, match=r"in use by another segreg-lite run \(process \d+\)"):
-            run_experiment(_data(), out, methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
+            run_experiment(make_data(), out, methods=["supervised"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
         assert sorted(p.name for p in out.iterdir()) == [".segreg-lite.lock"]  # nothing written
 
 
-def test_overwrite_keeps_a_users_files(tmp_path):
-    data, out = _data(), tmp_path / "run"
-    kw = dict(methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
+def test_overwrite_keeps_a_users_files(tmp_path, make_data, tiny_config):
+    data, out = make_data(), tmp_path / "run"
+    kw = dict(methods=["supervised"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
     run_experiment(data, out, **kw)
     (out / "notes.txt").write_text("mine")
     before = (out / "results.json").read_bytes()
@@ -173,37 +134,37 @@ def test_overwrite_keeps_a_users_files(tmp_path):
     assert (out / "notes.txt").read_text() == "mine" and (out / "results.json").read_bytes() == before
 
 
-def test_bad_settings_are_refused_before_anything_is_written(tmp_path):
+def test_bad_settings_are_refused_before_anything_is_written(tmp_path, make_data, tiny_config):
     out = tmp_path / "never"
-    kw = dict(methods=["supervised"], fraction=0.2, config=CFG, progress=False)
+    kw = dict(methods=["supervised"], fraction=0.2, config=tiny_config, progress=False)
     with pytest.raises(ValueError, match="unknown device 'bogus'"):
-        run_experiment(_data(), out, device="bogus", **kw)
+        run_experiment(make_data(), out, device="bogus", **kw)
     with pytest.raises(ValueError, match="seed must be a non-negative integer.*-1"):
-        run_experiment(_data(), out, seed=-1, device="cpu", **kw)
+        run_experiment(make_data(), out, seed=-1, device="cpu", **kw)
     with pytest.raises(ValueError, match="slices of 20x20 pixels.*multiples of 16"):
-        run_experiment(_data(size=20), out, device="cpu", **kw)
+        run_experiment(make_data(size=20), out, device="cpu", **kw)
     with pytest.raises(ValueError, match="slices of 16x16 pixels.*at least 32 \\(for reg_only\\)"):
-        run_experiment(_data(size=16), out, device="cpu", **{**kw, "methods": ["reg_only"]})
+        run_experiment(make_data(size=16), out, device="cpu", **{**kw, "methods": ["reg_only"]})
     assert not out.exists()
 
 
-def test_a_rounded_up_fraction_is_said(tmp_path):
+def test_a_rounded_up_fraction_is_said(tmp_path, make_data, tiny_config):
     logged = []
-    summary = run_experiment(_data(), tmp_path / "run", methods=["supervised"], fraction=0.0001, config=CFG, device="cpu",
+    summary = run_experiment(make_data(), tmp_path / "run", methods=["supervised"], fraction=0.0001, config=tiny_config, device="cpu",
                              progress=False, log=logged.append)
     held = json.loads((tmp_path / "run" / "run.json").read_text())["annotation"]
     assert held == summary["annotation"] and held["rounded_up"] and held["n_annotated"] == 1
     assert held["annotated_fraction"] == pytest.approx(1 / held["n_train"])
     assert any("fraction 0.0001" in line and "rounded up to 1 annotated" in line for line in logged)
     logged.clear()
-    run_experiment(_data(n=23), tmp_path / "exact", methods=["supervised"], fraction=0.25, config=CFG, device="cpu",
+    run_experiment(make_data(n=23), tmp_path / "exact", methods=["supervised"], fraction=0.25, config=tiny_config, device="cpu",
                    progress=False, log=logged.append)  # 16 training images: 0.25 is exactly 4
     assert not any("rounded" in line for line in logged)
 
 
-def test_leftovers_and_damaged_files(tmp_path):
-    data, out = _data(), tmp_path / "run"
-    kw = dict(methods=["supervised"], fraction=0.2, config=CFG, device="cpu", progress=False)
+def test_leftovers_and_damaged_files(tmp_path, make_data, tiny_config):
+    data, out = make_data(), tmp_path / "run"
+    kw = dict(methods=["supervised"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
     first = run_experiment(data, out, **kw)
     orphan = out / "checkpoints" / ".joint.pt.q8w7e6r5.tmp"  # a checkpoint write killed mid-way
     orphan.parent.mkdir(exist_ok=True)

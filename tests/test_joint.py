@@ -4,11 +4,16 @@ from dataclasses import replace
 import pytest
 import torch
 
-from segreg_lite.config import TrainConfig, smoke
-from segreg_lite.joint import _sampling_pool, phase_seed, train_joint
+import segreg_lite.joint
+from segreg_lite.config import TrainConfig
+from segreg_lite.joint import _sampling_pool, train_joint
+from segreg_lite.losses import segmentation_loss
+from segreg_lite.pseudo import confidence
 from segreg_lite.splits import make_split
+from segreg_lite.supervised import train_segmenter
+from segreg_lite.train import new_models
 
-CFG = replace(smoke(TrainConfig()), features=4, reg_features=4, batch_size=2, n_atlas=2, n_tta=1, rounds=2)
+CFG = replace(TrainConfig().smoke(), features=4, reg_features=4, batch_size=2, n_atlas=2, n_tta=1, rounds=2)
 
 
 def _data(n=12, size=32):
@@ -94,13 +99,59 @@ def test_bad_inputs():
         train_joint(images, labels, make_split(len(images), fraction=0.2), CFG, mode="both", num_classes=3, device="cpu")
 
 
-def test_phase_seeds_are_stable_and_distinct():
-    assert phase_seed(0, 1, "seg") == phase_seed(0, 1, "seg")
-    assert len({phase_seed(s, r, p) for s in (0, 1) for r in (0, 1, 2) for p in ("seg", "reg", "pseudo")}) == 18
-
-
 def test_annotated_share_of_the_segmenter_draws():
     draws = _sampling_pool(2, 200, 0.5)
     assert sum(d < 2 for d in draws) == 200 and len(draws) == 400  # half the draws are annotated images
     assert _sampling_pool(2, 200, 0.0) == list(range(202))  # 0: every image once, the plain union
     assert sum(d < 5 for d in _sampling_pool(5, 30, 0.25)) == 10  # 10 of 40
+
+
+def test_confidence_weighting_weights_the_pseudo_labelled_pixels(monkeypatch):
+    """With confidence_weight, a round's segmenter loss weighs the annotated images' pixels 1 and the
+    pseudo-labelled ones by confidence(pseudo.soft) of the pseudo-labels it trains on; without, no weights."""
+    images, labels = _data()
+    split = make_split(len(images), seed=0, fraction=0.2)
+    calls = []
+
+    def recording(model, images_, labels_, indices, config, **kwargs):
+        calls.append({"labels": labels_.clone(), "weights": kwargs.get("weights")})
+        return train_segmenter(model, images_, labels_, indices, config, **kwargs)
+
+    monkeypatch.setattr(segreg_lite.joint, "train_segmenter", recording)
+    for weighted, rounds in ((True, 2), (False, 1)):
+        calls.clear()
+        pseudos = []  # the pseudo-labels made before each round (round 0's: the first ones)
+        config = replace(CFG, confidence_weight=weighted, rounds=rounds)
+        segmenter, regnet = new_models(config, 3, 0)  # given (not pre-trained): only the rounds train
+        train_joint(images, labels, split, config, seed=0, num_classes=3, segmenter=segmenter, regnet=regnet, device="cpu",
+                    callback=lambda entry, pseudo: pseudos.append(pseudo))
+        assert len(calls) == rounds  # one segmenter phase per round
+        n_ann = len(split.annotated)
+        for call, pseudo in zip(calls, pseudos):
+            assert torch.equal(call["labels"][n_ann:], pseudo.soft)  # the round trains on these pseudo-labels
+            if not weighted:
+                assert call["weights"] is None
+                continue
+            w = call["weights"]
+            assert w.shape == (n_ann + len(split.unannotated), 32, 32)
+            assert torch.equal(w[:n_ann], torch.ones(n_ann, 32, 32))
+            assert torch.equal(w[n_ann:], confidence(pseudo.soft))
+            assert float(w[n_ann:].min()) < 1  # the pseudo-labels are not all certain: the weights do something
+    # The loss as documented: a pixel of weight 0 contributes nothing, uniform weights 1 change nothing.
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 16, 16, generator=g)
+    soft = torch.softmax(torch.randn(2, 3, 16, 16, generator=g), dim=1)
+    for soft_ce in (False, True):
+        zero = segmentation_loss(logits, soft, soft_ce=soft_ce, weight=torch.zeros(2, 16, 16))
+        assert zero.total.item() == 0 and zero.dice.item() == 0 and zero.ce.item() == 0
+        plain = segmentation_loss(logits, soft, soft_ce=soft_ce)
+        ones = segmentation_loss(logits, soft, soft_ce=soft_ce, weight=torch.ones(2, 16, 16))
+        torch.testing.assert_close(torch.stack(ones), torch.stack(plain), rtol=1e-6, atol=0)
+        # Weight 0 on one pixel: whatever the logits or the target there, the loss is the same.
+        w = torch.ones(2, 16, 16)
+        w[1, 5, 7] = 0
+        other_logits, other_soft = logits.clone(), soft.clone()
+        other_logits[1, :, 5, 7] = torch.tensor([5.0, -3.0, 1.0])
+        other_soft[1, :, 5, 7] = torch.tensor([0.0, 0.0, 1.0])
+        torch.testing.assert_close(torch.stack(segmentation_loss(other_logits, other_soft, soft_ce=soft_ce, weight=w)),
+                                   torch.stack(segmentation_loss(logits, soft, soft_ce=soft_ce, weight=w)), rtol=1e-6, atol=0)

@@ -3,16 +3,20 @@ import math
 import pytest
 import torch
 
+from segreg_lite.checks import one_hot
 from segreg_lite.losses import (
+    RegLoss,
     SegLoss,
+    _sample_levels,
     cross_entropy_loss,
     global_ncc_loss,
     gradient_loss,
     local_ncc_loss,
-    one_hot,
+    registration_loss,
     segmentation_loss,
     soft_dice_loss,
 )
+from segreg_lite.regnet import RegOutput
 
 K = 4
 
@@ -23,17 +27,6 @@ def _labels(seed: int = 0, shape=(2, 12, 12)) -> torch.Tensor:
 
 def _textured(seed: int = 0, shape=(2, 1, 24, 24)) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
-
-
-def test_one_hot_values_and_range_check():
-    labels = torch.tensor([[[0, 3], [1, 2]]])
-    oh = one_hot(labels, K)
-    assert oh.shape == (1, K, 2, 2) and oh.dtype == torch.float32
-    assert torch.equal(oh.argmax(1), labels) and torch.equal(oh.sum(1), torch.ones(1, 2, 2))
-    with pytest.raises(ValueError, match=r"values \[4\] are outside 0..3"):
-        one_hot(labels + 1, K)
-    with pytest.raises(ValueError, match="integer"):
-        one_hot(labels.float(), K)
 
 
 def test_perfect_prediction_gives_zero_dice_and_small_ce():
@@ -170,3 +163,82 @@ def test_losses_follow_input_dtype():
     assert local_ncc_loss(img, img).dtype == torch.float64
     logits = torch.randn(2, K, 12, 12, dtype=torch.float64)
     assert segmentation_loss(logits, _labels()).total.dtype == torch.float64
+
+
+# --- registration loss --------------------------------------------------------------------------
+
+
+def _zero_output(b, sizes):
+    """A RegOutput of zero fields at ``sizes`` (coarsest first)."""
+    flows = [torch.zeros(b, 2, *s) for s in sizes]
+    return RegOutput(flow=flows[-1], flows=flows, residuals=[f.clone() for f in flows])
+
+
+def test_loss_of_identical_images_and_labels_with_zero_flow_is_zero():
+    image = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    labels = torch.randint(0, 3, (2, 32, 32), generator=torch.Generator().manual_seed(2))
+    out = _zero_output(2, [(8, 8), (16, 16), (32, 32)])
+    loss = registration_loss(out, image, image, moving_labels=labels, fixed_labels=labels, num_classes=3)
+    assert isinstance(loss, RegLoss) and loss._fields == ("total", "similarity", "smoothness", "label")
+    assert loss.similarity.abs() < 1e-4 and loss.smoothness == 0 and loss.label.abs() < 1e-4
+    assert loss.total.abs() < 1e-3
+    local = registration_loss(out, image, image, local=True)
+    assert local.similarity.abs() < 1e-2 and local.label == 0  # no labels: a zero tensor
+
+
+def test_label_term_is_positive_for_different_labels_and_soft_targets_are_accepted():
+    image = torch.rand(1, 1, 32, 32)
+    a, b = torch.zeros(1, 32, 32, dtype=torch.long), torch.zeros(1, 32, 32, dtype=torch.long)
+    a[:, 8:20, 8:20], b[:, 14:26, 14:26] = 1, 1
+    out = _zero_output(1, [(8, 8), (16, 16), (32, 32)])
+    hard = registration_loss(out, image, image, moving_labels=a, fixed_labels=b, num_classes=2)
+    assert hard.label > 0.3
+    soft = registration_loss(out, image, image, moving_labels=a, fixed_labels=one_hot(b, 2), num_classes=2)
+    torch.testing.assert_close(soft.label, hard.label)
+    weighted = registration_loss(out, image, image, moving_labels=a, fixed_labels=b, num_classes=2, label_weight=2.0)
+    torch.testing.assert_close(weighted.total, hard.similarity + hard.smoothness + 2 * hard.label)
+    with pytest.raises(ValueError, match="both"):
+        registration_loss(out, image, image, moving_labels=a, num_classes=2)
+    with pytest.raises(ValueError, match="soft maps"):
+        registration_loss(out, image, image, moving_labels=a, fixed_labels=one_hot(b, 2), num_classes=3)
+
+
+def test_smoothness_weights_run_coarsest_to_finest():
+    image = torch.rand(1, 1, 64, 64)
+    sizes = [(4, 4), (8, 8), (16, 16), (32, 32), (64, 64)]
+    rows = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 2, 4, 4)  # gradient_loss = 1 / 2
+    for level, weight in ((0, 128), (4, 8)):
+        out = _zero_output(1, sizes)
+        out.residuals[level] = rows if level == 0 else torch.arange(64.0).view(1, 1, 64, 1).expand(1, 2, 64, 64)
+        g = gradient_loss(out.residuals[level])
+        torch.testing.assert_close(registration_loss(out, image, image).smoothness, weight * g / 5)
+    # Three levels take the weights of the three finest resolutions (32, 16, 8) unless told.
+    out = _zero_output(1, sizes[2:])
+    out.residuals[0] = torch.arange(16.0).view(1, 1, 16, 1).expand(1, 2, 16, 16)
+    g = gradient_loss(out.residuals[0])
+    torch.testing.assert_close(registration_loss(out, image, image).smoothness, 32 * g / 3)
+    torch.testing.assert_close(registration_loss(out, image, image, reg_weights=(128, 64, 32)).smoothness, 128 * g / 3)
+    with pytest.raises(ValueError, match="one weight per level"):
+        registration_loss(out, image, image, reg_weights=(1, 2))
+
+
+def test_a_field_that_undoes_a_shift_lowers_the_similarity_term():
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    blob = lambda cx: torch.exp(-((y - 16) ** 2 + (x - cx) ** 2) / 50)[None, None]  # noqa: E731
+    moving, fixed = blob(14.0), blob(17.0)  # fixed = moving moved 3 px right
+    sizes = [(8, 8), (16, 16), (32, 32)]
+    zero = _zero_output(1, sizes)
+    flows = [torch.zeros(1, 2, *s) for s in sizes]
+    for f, s in zip(flows, sizes):
+        f[:, 1] = -3.0 * (s[1] - 1) / 31  # out(p) = moving(p - 3): 3 full-resolution pixels, per level
+    shifted = RegOutput(flow=flows[-1], flows=flows, residuals=[torch.zeros_like(f) for f in flows])
+    assert registration_loss(shifted, moving, fixed).similarity < 0.1 * registration_loss(zero, moving, fixed).similarity
+
+
+def test_labels_are_sampled_not_blurred_on_the_coarse_levels():
+    labels = one_hot(_labels(shape=(2, 17, 33)), K)
+    levels = _sample_levels(labels, [(17, 33), (9, 17), (5, 9)])
+    assert [tuple(x.shape) for x in levels] == [(2, K, 17, 33), (2, K, 9, 17), (2, K, 5, 9)]
+    assert torch.equal(levels[0], labels)  # the full size is the map itself
+    assert torch.equal(levels[1], labels[:, :, ::2, ::2]) and torch.equal(levels[2], labels[:, :, ::4, ::4])
+    assert all(torch.equal(x.sum(1), torch.ones_like(x[:, 0])) for x in levels)  # still one-hot

@@ -5,6 +5,7 @@ import pathlib
 
 import nibabel as nib
 import numpy as np
+import torch
 import pytest
 
 from segreg_lite.labels import SEG4_NAMES, rescale_unit
@@ -41,12 +42,12 @@ def test_save_load_round_trip(tmp_path):
     lab_img = nib.load(str(paths[1]))
     assert lab_img.get_data_dtype() == np.uint8 and lab_img.header.get_zooms()[:2] == (0.5, 2.0)
     data = load_nifti_folder(tmp_path / "out")
-    assert data["subjects"] == ["a", "b", "c"]  # sorted by case name
+    assert data.subjects == ["a", "b", "c"]  # sorted by case name
     order = [1, 0, 2]
-    np.testing.assert_allclose(data["images"], images[order], atol=1e-6)
-    np.testing.assert_array_equal(data["labels"], labels[order])
-    assert data["images"].dtype == np.float32 and data["labels"].dtype == np.int64
-    assert data["label_names"] == SEG4_NAMES
+    np.testing.assert_allclose(data.images, images[order], atol=1e-6)
+    np.testing.assert_array_equal(data.labels, labels[order])
+    assert data.images.dtype == torch.float32 and data.labels.dtype == torch.int64
+    assert data.label_names == SEG4_NAMES
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)  # no temp files
 
 
@@ -83,13 +84,13 @@ def test_pairing_custom_suffix_and_mixed_extensions(tmp_path):
     _save(tmp_path / "sub-01_T1w.nii.gz", img)
     _save(tmp_path / "sub-01_dseg.nii", lab.astype(np.uint8))  # .nii label for a .nii.gz image
     data = load_nifti_folder(tmp_path, image_pattern="*_T1w.nii*", label_suffix=("_T1w", "_dseg"))
-    assert data["subjects"] == ["sub-01"]
-    np.testing.assert_allclose(data["images"][0, 0], rescale_unit(img), atol=1e-6)
-    np.testing.assert_array_equal(data["labels"][0], lab)
+    assert data.subjects == ["sub-01"]
+    np.testing.assert_allclose(data.images[0, 0], rescale_unit(img), atol=1e-6)
+    np.testing.assert_array_equal(data.labels[0], lab)
     # Only the last occurrence of the image tag is swapped: 'x_image_2_image' -> 'x_image_2_label'.
     _pair(tmp_path / "b", "x_image_2", img, lab)
-    assert load_nifti_folder(tmp_path / "b")["subjects"] == ["x_image_2"]
-    assert load_nifti_folder(tmp_path / "b", image_pattern="*.nii.gz")["subjects"] == ["x_image_2"]
+    assert load_nifti_folder(tmp_path / "b").subjects == ["x_image_2"]
+    assert load_nifti_folder(tmp_path / "b", image_pattern="*.nii.gz").subjects == ["x_image_2"]
     _save(tmp_path / "b" / "notes.nii.gz", img)
     with pytest.raises(ValueError, match="notes.nii.gz: name does not contain '_image'"):
         load_nifti_folder(tmp_path / "b", image_pattern="*.nii.gz")
@@ -100,7 +101,7 @@ def test_trailing_singleton_and_num_classes(tmp_path):
     img, lab = _slice(rng)
     _pair(tmp_path, "c", img[..., None], (lab % 3)[..., None])  # (H, W, 1) counts as a slice
     data = load_nifti_folder(tmp_path, num_classes=3)
-    assert data["images"].shape == (1, 1, *SHAPE) and data["label_names"] == ("class 0", "class 1", "class 2")
+    assert data.images.shape == (1, 1, *SHAPE) and data.label_names == ("class 0", "class 1", "class 2")
     assert read_nifti_array(tmp_path / "c_image.nii.gz").shape == SHAPE
 
 
@@ -114,12 +115,12 @@ def test_3d_slicing(tmp_path):
     with pytest.raises(ValueError, match=r"case01_image.nii.gz is a 3D volume \(16, 20, 6\); pass slice_axis"):
         load_nifti_folder(tmp_path)
     data = load_nifti_folder(tmp_path, slice_axis=2)  # default: slices with foreground
-    assert data["subjects"] == ["case01:z=2", "case01:z=4"]
-    np.testing.assert_allclose(data["images"][1, 0], rescale_unit(vol[:, :, 4]), atol=1e-6)
-    np.testing.assert_array_equal(data["labels"][1], lab[:, :, 4])
+    assert data.subjects == ["case01:z=2", "case01:z=4"]
+    np.testing.assert_allclose(data.images[1, 0], rescale_unit(vol[:, :, 4]), atol=1e-6)
+    np.testing.assert_array_equal(data.labels[1], lab[:, :, 4])
     data = load_nifti_folder(tmp_path, slice_axis=0, slices=[0, 15])
-    assert data["subjects"] == ["case01:x=0", "case01:x=15"] and data["images"].shape == (2, 1, 20, 6)
-    np.testing.assert_array_equal(data["labels"][1], lab[15])
+    assert data.subjects == ["case01:x=0", "case01:x=15"] and data.images.shape == (2, 1, 20, 6)
+    np.testing.assert_array_equal(data.labels[1], lab[15])
     with pytest.raises(ValueError, match=r"slices \[16\] out of range 0..15"):
         load_nifti_folder(tmp_path, slice_axis=0, slices=[16])
     with pytest.raises(ValueError, match="slice_axis must be 0, 1 or 2"):
@@ -150,7 +151,7 @@ def test_unpaired_files(tmp_path):
         load_nifti_folder(tmp_path)
     # a label whose image exists but is left out by a narrower pattern is not an orphan
     _save(tmp_path / "orphan_image.nii.gz", img)
-    assert load_nifti_folder(tmp_path, image_pattern="ok_image.nii*")["subjects"] == ["ok"]
+    assert load_nifti_folder(tmp_path, image_pattern="ok_image.nii*").subjects == ["ok"]
 
 
 @pytest.mark.parametrize("case, match", [

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 import pytest
 
 from segreg_lite import oasis
@@ -70,23 +71,23 @@ def test_round_trip_seg4(archive, tmp_path):
     tar, truth = archive
     root = oasis.extract_oasis2d(tar, tmp_path / "out")
     data = oasis.load_oasis2d(root)
-    assert data["subjects"] == sorted(SUBJECTS)
-    assert data["images"].shape == (3, 1, *SHAPE) and data["images"].dtype == np.float32
-    assert data["labels"].shape == (3, *SHAPE) and data["labels"].dtype == np.int64
-    assert data["label_names"] == SEG4_NAMES
+    assert data.subjects == sorted(SUBJECTS)
+    assert data.images.shape == (3, 1, *SHAPE) and data.images.dtype == torch.float32
+    assert data.labels.shape == (3, *SHAPE) and data.labels.dtype == torch.int64
+    assert data.label_names == SEG4_NAMES
     for i, s in enumerate(sorted(SUBJECTS)):
-        np.testing.assert_allclose(data["images"][i, 0], truth[s][0], atol=1e-6)
-        np.testing.assert_array_equal(data["labels"][i], truth[s][1])
+        np.testing.assert_allclose(data.images[i, 0], truth[s][0], atol=1e-6)
+        np.testing.assert_array_equal(data.labels[i], truth[s][1])
     assert _leftovers(tmp_path) == []  # no temporary extraction folder left behind
-    assert oasis.load_oasis2d(root, max_subjects=2)["subjects"] == sorted(SUBJECTS)[:2]
+    assert oasis.load_oasis2d(root, max_subjects=2).subjects == sorted(SUBJECTS)[:2]
 
 
 def test_seg24_names_and_values(archive, tmp_path):
     tar, truth = archive
     data = oasis.load_oasis2d(oasis.extract_oasis2d(tar, tmp_path / "out"), labels="seg24")
-    assert data["label_names"] == tuple(SEG24_NAMES)
+    assert data.label_names == tuple(SEG24_NAMES)
     for i, s in enumerate(sorted(SUBJECTS)):
-        np.testing.assert_array_equal(data["labels"][i], truth[s][2])
+        np.testing.assert_array_equal(data.labels[i], truth[s][2])
     with pytest.raises(ValueError, match="seg4' or 'seg24"):
         oasis.load_oasis2d(tmp_path / "out", labels="aseg")
 
@@ -192,7 +193,7 @@ def test_reuse_and_incomplete_target(archive, tmp_path):
 
 def test_nested_root_is_found(tmp_path):
     make_tree(tmp_path / "wrap" / "inner")
-    assert len(oasis.load_oasis2d(tmp_path / "wrap", require_marker=False)["subjects"]) == 3
+    assert len(oasis.load_oasis2d(tmp_path / "wrap", require_marker=False).subjects) == 3
     with pytest.raises(FileNotFoundError, match="does not exist"):
         oasis.load_oasis2d(tmp_path / "nowhere")
 
@@ -229,7 +230,7 @@ def test_download_records_and_verifies_hash(archive, tmp_path, monkeypatch):
     with pytest.warns(oasis.UnverifiedDownload, match=r"downloaded unverified: segreg-lite has no known checksum"):
         out = oasis.download_oasis2d(cache, progress=False)
     assert out == cache / "neurite-oasis.2d.v1.0"
-    assert len(oasis.load_oasis2d(out)["subjects"]) == 3
+    assert len(oasis.load_oasis2d(out).subjects) == 3
     dl = fake.calls[0]["downloader"]
     assert isinstance(dl, pooch.HTTPDownloader)
     assert dl.kwargs["headers"]["User-Agent"] == "segreg-lite/0.1 (+research download)"
@@ -272,7 +273,7 @@ def test_load_refuses_a_folder_without_the_marker(archive, tmp_path):
     make_tree(tmp_path / "manual")
     with pytest.raises(ValueError, match=r"manual has no \.segreg_lite_extracted\.json.*require_marker=False"):
         oasis.load_oasis2d(tmp_path / "manual")
-    assert len(oasis.load_oasis2d(tmp_path / "manual", require_marker=False)["subjects"]) == 3
+    assert len(oasis.load_oasis2d(tmp_path / "manual", require_marker=False).subjects) == 3
     tar, _ = archive
     out = oasis.extract_oasis2d(tar, tmp_path / "out")
     assert json.loads((out / oasis.MARKER).read_text())["subjects"] == 3
@@ -294,7 +295,7 @@ def test_an_incomplete_extraction_in_the_cache_is_redone(archive, tmp_path, monk
     shutil.rmtree(out / sorted(SUBJECTS)[2])
     (cache / ".neurite-oasis.2d.v1.0.x1y2.partial" / "OASIS_OAS1_0001_MR1").mkdir(parents=True)
     assert oasis.download_oasis2d(cache, progress=False) == out  # verified against the record: no warning
-    assert oasis.load_oasis2d(out)["subjects"] == sorted(SUBJECTS)
+    assert oasis.load_oasis2d(out).subjects == sorted(SUBJECTS)
     assert sorted(p.name for p in cache.iterdir()) == ["neurite-oasis.2d.v1.0", "neurite-oasis.2d.v1.0.tar",
                                                        "neurite-oasis.2d.v1.0.tar.sha256.json"]
     # a folder the user named is never deleted: it stays an error
@@ -347,7 +348,7 @@ def test_extraction_is_safe_without_the_data_filter_and_opens_the_archive_once(t
     out = oasis.extract_oasis2d(tar, tmp_path / "out", expected_sha256=hashlib.sha256(tar.read_bytes()).hexdigest())
     assert opened == ["open", "tarfile.open(fileobj)"]
     assert (out / "OASIS_OAS1_0001_MR1" / "setuid_tool").stat().st_mode & 0o7777 == 0o644
-    assert len(oasis.load_oasis2d(out)["subjects"]) == 3
+    assert len(oasis.load_oasis2d(out).subjects) == 3
     for member, message in [(_member("../evil.txt"), "would land outside"),
                             (_member("evil_link", tarfile.SYMTYPE, link="/etc/passwd"), "link or device")]:
         bad = make_tar(tmp_path / "src", tmp_path / "bad.tar", extra=[member])

@@ -6,10 +6,11 @@ import torch
 
 from segreg_lite.checkpoint import save_checkpoint
 from segreg_lite.config import TrainConfig, get_preset
-from segreg_lite.joint import new_models, pretrain_regnet
+from segreg_lite.registration import pretrain_regnet
 from segreg_lite.pretrained import SHIPPED, fingerprint, load_pretrained, mismatch, shipped_regnet
 from segreg_lite.regnet import RegNet
 from segreg_lite.splits import make_split
+from segreg_lite.train import new_models
 
 CONFIG = replace(TrainConfig(), reg_features=4, reg_steps=2, batch_size=2)
 
@@ -111,7 +112,7 @@ def test_broken_files_are_clear_errors(tmp_path, data):
 def test_the_shipped_file_fits_the_default_cohort_for_split_seeds_0_1_2():
     """Every run of the main command and of the sweep (each CPU preset, each of the sweep's
     fractions, seeds 0-2) starts from the shipped network instead of training its own."""
-    from segreg_lite.experiment import load_data
+    from segreg_lite.data import load_data
     from segreg_lite.sweep import SWEEP_FRACTIONS
 
     assert SHIPPED.stat().st_size < 5e6

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from segreg_lite.pseudo import combine, confidence, draw_atlases, make_pseudo_labels
+from segreg_lite.pseudo import combine, confidence, make_pseudo_labels
 from segreg_lite.regnet import RegNet
 from segreg_lite.unet import UNet
 
@@ -19,15 +19,6 @@ def _data(n=6, size=32):
 def _models():
     torch.manual_seed(0)
     return UNet(num_classes=3, features=4, levels=3), RegNet(features=4, levels=3)
-
-
-def test_draw_atlases_with_replacement_from_the_annotated_set():
-    g = torch.Generator().manual_seed(0)
-    a = draw_atlases([3, 7], 50, 5, g)
-    assert a.shape == (50, 5) and set(a.unique().tolist()) == {3, 7}
-    assert (draw_atlases([4], 3, 5, g) == 4).all()  # one annotated image: every draw is it
-    with pytest.raises(ValueError, match="at least one"):
-        draw_atlases([], 3, 5, g)
 
 
 def test_modes_average_the_right_maps():

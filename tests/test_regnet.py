@@ -1,20 +1,14 @@
 import pytest
 import torch
 
-from segreg_lite.losses import gradient_loss, one_hot
-from segreg_lite.regnet import RegLoss, RegNet, RegOutput, registration_loss
+from segreg_lite.losses import registration_loss
+from segreg_lite.regnet import RegNet, RegOutput, pyramid
 from segreg_lite.transforms import jacobian_determinant, resize_flow, warp
 
 
 def _pair(b=2, h=32, w=48, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(b, 1, h, w, generator=g), torch.rand(b, 1, h, w, generator=g)
-
-
-def _zero_output(b, sizes):
-    """A RegOutput of zero fields at ``sizes`` (coarsest first)."""
-    flows = [torch.zeros(b, 2, *s) for s in sizes]
-    return RegOutput(flow=flows[-1], flows=flows, residuals=[f.clone() for f in flows])
 
 
 @pytest.mark.parametrize("diffeomorphic", [False, True])
@@ -105,67 +99,6 @@ def test_bad_constructor_arguments_raise(kwargs):
         RegNet(**kwargs)
 
 
-def test_loss_of_identical_images_and_labels_with_zero_flow_is_zero():
-    image = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
-    labels = torch.randint(0, 3, (2, 32, 32), generator=torch.Generator().manual_seed(2))
-    out = _zero_output(2, [(8, 8), (16, 16), (32, 32)])
-    loss = registration_loss(out, image, image, moving_labels=labels, fixed_labels=labels, num_classes=3)
-    assert isinstance(loss, RegLoss) and loss._fields == ("total", "similarity", "smoothness", "label")
-    assert loss.similarity.abs() < 1e-4 and loss.smoothness == 0 and loss.label.abs() < 1e-4
-    assert loss.total.abs() < 1e-3
-    local = registration_loss(out, image, image, local=True)
-    assert local.similarity.abs() < 1e-2 and local.label == 0  # no labels: a zero tensor
-
-
-def test_label_term_is_positive_for_different_labels_and_soft_targets_are_accepted():
-    image = torch.rand(1, 1, 32, 32)
-    a, b = torch.zeros(1, 32, 32, dtype=torch.long), torch.zeros(1, 32, 32, dtype=torch.long)
-    a[:, 8:20, 8:20], b[:, 14:26, 14:26] = 1, 1
-    out = _zero_output(1, [(8, 8), (16, 16), (32, 32)])
-    hard = registration_loss(out, image, image, moving_labels=a, fixed_labels=b, num_classes=2)
-    assert hard.label > 0.3
-    soft = registration_loss(out, image, image, moving_labels=a, fixed_labels=one_hot(b, 2), num_classes=2)
-    torch.testing.assert_close(soft.label, hard.label)
-    weighted = registration_loss(out, image, image, moving_labels=a, fixed_labels=b, num_classes=2, label_weight=2.0)
-    torch.testing.assert_close(weighted.total, hard.similarity + hard.smoothness + 2 * hard.label)
-    with pytest.raises(ValueError, match="both"):
-        registration_loss(out, image, image, moving_labels=a, num_classes=2)
-    with pytest.raises(ValueError, match="soft maps"):
-        registration_loss(out, image, image, moving_labels=a, fixed_labels=one_hot(b, 2), num_classes=3)
-
-
-def test_smoothness_weights_run_coarsest_to_finest():
-    image = torch.rand(1, 1, 64, 64)
-    sizes = [(4, 4), (8, 8), (16, 16), (32, 32), (64, 64)]
-    rows = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 2, 4, 4)  # gradient_loss = 1 / 2
-    for level, weight in ((0, 128), (4, 8)):
-        out = _zero_output(1, sizes)
-        out.residuals[level] = rows if level == 0 else torch.arange(64.0).view(1, 1, 64, 1).expand(1, 2, 64, 64)
-        g = gradient_loss(out.residuals[level])
-        torch.testing.assert_close(registration_loss(out, image, image).smoothness, weight * g / 5)
-    # Three levels take the weights of the three finest resolutions (32, 16, 8) unless told.
-    out = _zero_output(1, sizes[2:])
-    out.residuals[0] = torch.arange(16.0).view(1, 1, 16, 1).expand(1, 2, 16, 16)
-    g = gradient_loss(out.residuals[0])
-    torch.testing.assert_close(registration_loss(out, image, image).smoothness, 32 * g / 3)
-    torch.testing.assert_close(registration_loss(out, image, image, reg_weights=(128, 64, 32)).smoothness, 128 * g / 3)
-    with pytest.raises(ValueError, match="one weight per level"):
-        registration_loss(out, image, image, reg_weights=(1, 2))
-
-
-def test_a_field_that_undoes_a_shift_lowers_the_similarity_term():
-    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    blob = lambda cx: torch.exp(-((y - 16) ** 2 + (x - cx) ** 2) / 50)[None, None]  # noqa: E731
-    moving, fixed = blob(14.0), blob(17.0)  # fixed = moving moved 3 px right
-    sizes = [(8, 8), (16, 16), (32, 32)]
-    zero = _zero_output(1, sizes)
-    flows = [torch.zeros(1, 2, *s) for s in sizes]
-    for f, s in zip(flows, sizes):
-        f[:, 1] = -3.0 * (s[1] - 1) / 31  # out(p) = moving(p - 3): 3 full-resolution pixels, per level
-    shifted = RegOutput(flow=flows[-1], flows=flows, residuals=[torch.zeros_like(f) for f in flows])
-    assert registration_loss(shifted, moving, fixed).similarity < 0.1 * registration_loss(zero, moving, fixed).similarity
-
-
 def test_affine_head_starts_at_the_identity_and_is_free_of_the_smoothness_term():
     torch.manual_seed(0)
     model = RegNet(features=8, levels=3, affine=True)
@@ -224,3 +157,14 @@ def test_refine_levels_see_the_moving_image_warped_by_the_coarser_field():
         changed = not torch.equal(first, seen["x"])
         assert changed == refine
         assert first.shape[1] == 2 * 8 + (2 if refine else 0)
+
+
+def test_pyramid_blurs_then_resamples_and_keeps_maps_in_range():
+    x = torch.rand(2, 3, 33, 17, generator=torch.Generator().manual_seed(0))
+    levels = pyramid(x, [(33, 17), (17, 9), (9, 5)])
+    assert levels[0] is x and [tuple(y.shape) for y in levels] == [(2, 3, 33, 17), (2, 3, 17, 9), (2, 3, 9, 5)]
+    torch.testing.assert_close(pyramid(torch.full((1, 1, 32, 32), 0.3), [(32, 32), (8, 8)])[1], torch.full((1, 1, 8, 8), 0.3))
+    soft = torch.softmax(x, dim=1)  # maps summing to 1 over channels stay so
+    for y in pyramid(soft, [(33, 17), (17, 9), (9, 5)]):
+        assert y.min() >= 0 and y.max() <= 1
+        torch.testing.assert_close(y.sum(1), torch.ones_like(y[:, 0]))

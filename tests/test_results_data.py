@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from segreg_lite.config import TrainConfig
-from segreg_lite.experiment import load_results
-from segreg_lite.sweep import SHIPPED_RESULTS, collect_sweep, sweep_table
+from segreg_lite.report import load_results, sweep_table
+from segreg_lite.sweep import SHIPPED_RESULTS, collect_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 5_000_000  # bytes: what the shipped results may weigh in all

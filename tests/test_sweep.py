@@ -4,11 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from segreg_lite.cli import main
-from segreg_lite.sweep import (collect_sweep, compute_minutes, format_sweep, markdown_sweep, plan_sweep, run_sweep,
-                               sweep_table)
-from test_experiment import CFG, _data
+from segreg_lite.report import compute_minutes, format_sweep, markdown_sweep, sweep_table
+from segreg_lite.splits import FRACTIONS
+from segreg_lite.sweep import SWEEP_FRACTIONS, collect_sweep, plan_sweep, run_sweep
 
 
 def test_plan_is_seed_major_with_the_upper_bound_once_per_seed(tmp_path):
@@ -22,9 +23,9 @@ def test_plan_is_seed_major_with_the_upper_bound_once_per_seed(tmp_path):
             plan_sweep(tmp_path, **{"fractions": (0.1,), "seeds": (0,), **bad})
 
 
-def test_sweep_runs_skips_finished_runs_and_collects_by_fraction(tmp_path):
-    data, root = _data(), tmp_path / "sweep"
-    kw = dict(fractions=(0.2, 0.5), seeds=(0, 1), methods=("supervised", "joint", "upper_bound"), config=CFG,
+def test_sweep_runs_skips_finished_runs_and_collects_by_fraction(tmp_path, make_data, tiny_config):
+    data, root = make_data(), tmp_path / "sweep"
+    kw = dict(fractions=(0.2, 0.5), seeds=(0, 1), methods=("supervised", "joint", "upper_bound"), config=tiny_config,
               device="cpu", progress=False)
     summaries = run_sweep(data, root, **kw)
     assert len(summaries) == 6 and {s["fraction"] for s in summaries} == {0.2, 0.5, 1.0}
@@ -75,16 +76,28 @@ def test_sweep_runs_skips_finished_runs_and_collects_by_fraction(tmp_path):
     assert done.returncode == 1 and "needs one" in done.stderr and readme.read_text() == "no markers\n"
 
 
-def test_worker_processes_give_the_same_runs(tmp_path):
-    data = _data()
-    kw = dict(fractions=(0.2, 0.5), seeds=(0,), methods=("supervised", "reg_only"), config=CFG, device="cpu", progress=False)
+def test_worker_processes_give_the_same_runs_to_the_last_digit(tmp_path, make_data, tiny_config):
+    """Two one-thread workers compute what one one-thread process computes, bit for bit: the runs
+    are seeded phase by phase, and only the thread count changes floating-point results."""
+    data = make_data()
+    kw = dict(fractions=(0.2, 0.5), seeds=(0,), methods=("supervised", "mean_teacher", "reg_only", "joint"),
+              config=tiny_config, device="cpu", progress=False)
     logged = []
-    parallel = run_sweep(data, tmp_path / "p", jobs=2, log=logged.append, **kw)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # run_sweep gives each of its 2 workers 2 // 2 = 1 thread
+        parallel = run_sweep(data, tmp_path / "p", jobs=2, log=logged.append, **kw)
+        torch.set_num_threads(1)  # ... and the serial sweep runs with as many
+        serial = run_sweep(data, tmp_path / "s", **kw)
+    finally:
+        torch.set_num_threads(threads)
     assert "in 2 worker processes" in logged[0] and sum("done (" in line for line in logged) == 2
-    serial = run_sweep(data, tmp_path / "s", **kw)
-    for a, b in zip(parallel, serial):
+    untimed = lambda metrics: {k: v for k, v in metrics.items() if k != "seconds"}  # noqa: E731
+    for a, b in zip(parallel, serial, strict=True):
         assert a["fraction"] == b["fraction"] and a["split"] == b["split"] and list(a["methods"]) == list(b["methods"])
-        assert a["methods"]["supervised"]["metrics"]["dice"] == pytest.approx(b["methods"]["supervised"]["metrics"]["dice"], abs=0.05)
+        for name in kw["methods"]:
+            assert a["methods"][name]["metrics"]["dice"] == b["methods"][name]["metrics"]["dice"], name
+            assert untimed(a["methods"][name]["metrics"]) == untimed(b["methods"][name]["metrics"]), name
     with pytest.raises(ValueError, match="jobs"):
         run_sweep(data, tmp_path / "x", jobs=0, **kw)
 
@@ -92,6 +105,10 @@ def test_worker_processes_give_the_same_runs(tmp_path):
 def test_collect_needs_finished_runs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished run"):
         collect_sweep(tmp_path)
+
+
+def test_sweep_fractions_are_the_papers_but_50_percent():
+    assert SWEEP_FRACTIONS == FRACTIONS[:-1] == (0.01, 0.05, 0.1, 0.25)
 
 
 def test_sweep_command(tmp_path, capsys):
@@ -104,9 +121,9 @@ def test_sweep_command(tmp_path, capsys):
     assert "comma-separated ints" in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
-def test_a_run_is_finished_only_if_its_results_carry_its_fingerprint(tmp_path):
-    data, root = _data(), tmp_path / "sweep"
-    kw = dict(fractions=(0.5,), seeds=(0,), methods=("supervised",), config=CFG, device="cpu", progress=False)
+def test_a_run_is_finished_only_if_its_results_carry_its_fingerprint(tmp_path, make_data, tiny_config):
+    data, root = make_data(), tmp_path / "sweep"
+    kw = dict(fractions=(0.5,), seeds=(0,), methods=("supervised",), config=tiny_config, device="cpu", progress=False)
     first = run_sweep(data, root, **kw)
     path = root / "f0.5-s0" / "methods" / "supervised.json"
     held = json.loads(path.read_text())

@@ -157,7 +157,7 @@ def test_warp_labels_soft_and_normalised():
     [
         (torch.zeros(1, 1, 4, 4, dtype=torch.long), r"\(1, 1, 4, 4\)"),
         (torch.zeros(1, 4, 4), "int"),
-        (torch.full((1, 4, 4), 3), r"\[0, 3\)"),
+        (torch.full((1, 4, 4), 3), r"outside 0\.\.2"),
     ],
 )
 def test_warp_labels_bad_inputs(labels, match):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from segreg_lite.segment import predict
+from segreg_lite.supervised import predict
 from segreg_lite.transforms import affine_flow, identity_grid, warp
 from segreg_lite.tta import TTAParams, augment_fields, random_tta_params, tta_predict
 from segreg_lite.unet import UNet
@@ -157,7 +157,7 @@ def test_bad_inputs_raise():
     model, x = _Pointwise(), _smooth_images(1)
     nan = x.clone()
     nan[0, 0, 3, 3] = float("nan")
-    with pytest.raises(ValueError, match=r"\(1, 1, 32, 32\) contain NaN"):
+    with pytest.raises(ValueError, match=r"images contains NaN or inf \(shape \(1, 1, 32, 32\)\)"):
         tta_predict(model, nan)
     with pytest.raises(ValueError, match=r"\(N, 1, H, W\).*\(1, 32, 32\)"):
         tta_predict(model, x[:, 0])

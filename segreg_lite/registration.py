@@ -1,67 +1,52 @@
-"""Registration training, inference and multi-atlas label propagation, as plain functions.
+"""Registration: training, inference, multi-atlas label propagation, and the registration-only method.
 
 After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and
 Registration" (arXiv 2502.03229, ISBI 2025):
 
 - :func:`train_registration` trains a :class:`~segreg_lite.regnet.RegNet` on random pairs of
-  distinct subjects: without labels it is the unsupervised pre-training, with labels (true or
-  pseudo, of every image of the pool) it is the registration phase of a joint round;
+  distinct subjects: without labels it is the unsupervised pre-training
+  (:func:`pretrain_regnet`), with labels (true or pseudo, of every image of the pool) it is the
+  registration phase of a joint round;
 - :func:`register` gives the full-resolution fields of (moving, fixed) pairs;
 - :func:`propagate_labels` warps the one-hot labels of annotated atlases onto target images:
   the registration masks of the pseudo-labels, and the multi-atlas baseline (mean of the maps,
-  whose argmax is a majority vote weighted by the bilinear fractions).
+  whose argmax is a majority vote weighted by the bilinear fractions);
+- :func:`evaluate_registration` scores that baseline on test subjects, and
+  :func:`run_reg_only` is the ``reg_only`` method of the comparison.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from segreg_lite.config import autocast, cosine_schedule, optimizer_step, pick_device, record_step
-from segreg_lite.losses import one_hot
-from segreg_lite.regnet import RegNet, registration_loss
+from segreg_lite.checks import as_soft, check_images, check_labels
+from segreg_lite.config import TrainConfig, reg_weights
+from segreg_lite.losses import registration_loss
+from segreg_lite.regnet import RegNet
+from segreg_lite.train import as_device, autocast, fit, phase_seed, seed_everything
 from segreg_lite.transforms import compose, warp
 
-
-def _check_images(images: Tensor, name: str = "images") -> None:
-    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1 or not images.is_floating_point():
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be a float tensor of shape (N, 1, H, W), got {shape}")
-
-
-def _check_labels(labels: Tensor, images: Tensor, num_classes: int, name: str) -> None:
-    """Integer labels (N, H, W) or soft maps (N, K, H, W) matching ``images`` (N, 1, H, W)."""
-    n, _, h, w = images.shape
-    if labels.ndim == 3 and not labels.is_floating_point() and tuple(labels.shape) == (n, h, w):
-        return
-    if labels.ndim == 4 and labels.is_floating_point() and tuple(labels.shape) == (n, num_classes, h, w):
-        return
-    raise ValueError(f"{name} must be integer labels ({n}, {h}, {w}) or soft maps ({n}, {num_classes}, {h}, {w}) "
-                     f"to match images {tuple(images.shape)}, got {tuple(labels.shape)} of dtype {labels.dtype}")
-
-
-def _soft(labels: Tensor, num_classes: int) -> Tensor:
-    """Checked labels -> float (N, K, H, W): one-hot for integer maps, soft maps as they are."""
-    return labels.float() if labels.is_floating_point() else one_hot(labels.long(), num_classes)
+if TYPE_CHECKING:
+    from segreg_lite.data import Data
+    from segreg_lite.experiment import Run
+    from segreg_lite.splits import Split
 
 
 def train_registration(
     model: RegNet,
     images: Tensor,
     indices: Sequence[int] | Tensor,
+    config: TrainConfig,
     *,
-    steps: int,
-    lr: float,
-    batch_size: int = 8,
+    steps: int | None = None,
+    lr: float | None = None,
     labels: Tensor | None = None,
     num_classes: int = 5,
-    local: bool = False,
-    label_weight: float = 1.0,
-    reg_weights: Sequence[float] = (128, 64, 32, 16, 8),
     device: torch.device | str | None = None,
     seed: int = 0,
-    amp: bool = True,
     progress: bool = False,
     callback: Callable[[int, dict[str, float]], None] | None = None,
     cosine: bool = False,
@@ -70,36 +55,30 @@ def train_registration(
 
     images: (N, 1, H, W) float in [0, 1]; labels: None (unsupervised), integer (N, H, W) or soft
     (N, K, H, W), indexed like ``images``; when given they enter the label term for both the
-    moving and the fixed image. Each step draws ``batch_size`` ordered pairs of two *distinct*
-    subjects (repeated indices count once) with a torch Generator seeded by ``seed``. Adam at a
-    constant ``lr`` (as the paper), or with ``cosine`` decayed to zero over ``steps`` as the
-    segmenter's; mixed precision on CUDA only. The history has one value per
-    step for ``loss`` (the total), ``similarity``, ``smoothness`` and ``label`` (0 without
-    labels), as :class:`~segreg_lite.regnet.RegLoss`. The model is left in eval mode.
+    moving and the fixed image. From ``config``: ``batch_size``, ``local_ncc``, the smoothness
+    weights (:func:`~segreg_lite.config.reg_weights`), ``label_weight`` and ``amp``; ``steps``
+    and ``lr`` default to the pre-training's ``reg_steps`` and ``reg_lr`` (a joint round passes
+    its own). Each step draws ``batch_size`` ordered pairs of two *distinct* subjects (repeated
+    indices count once) with a torch Generator seeded by ``seed``. Adam at a constant ``lr`` (as
+    the paper), or with ``cosine`` decayed to zero over ``steps`` as the segmenter's; mixed
+    precision on CUDA only. The history has one value per step for ``loss`` (the total),
+    ``similarity``, ``smoothness`` and ``label`` (0 without labels), as
+    :class:`~segreg_lite.losses.RegLoss`. The model is left in eval mode.
     """
-    _check_images(images)
+    check_images(images)
     pool = torch.as_tensor(list(dict.fromkeys(int(i) for i in indices)), dtype=torch.long)  # distinct, in order
     if len(pool) < 2:
         raise ValueError(f"registration pairs need at least 2 distinct subjects, got indices {pool.tolist()}")
     if int(pool.min()) < 0 or int(pool.max()) >= images.shape[0]:
         raise ValueError(f"indices must be in [0, {images.shape[0]}), got {int(pool.min())}..{int(pool.max())}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0 or batch_size < 1:
-        raise ValueError(f"steps must be an int >= 0 and batch_size >= 1, got {steps!r} and {batch_size!r}")
     if labels is not None:
-        _check_labels(labels, images, num_classes, "labels")
-    device = torch.device(device) if device is not None else pick_device()
+        check_labels(labels, images, num_classes, "labels")
+    device = as_device(device)
+    batch_size, weights = config.batch_size, reg_weights(config)
     gen = torch.Generator().manual_seed(seed)
     _ready(model, device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = cosine_schedule(opt, steps, cosine)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
-    history: dict[str, list[float]] = {"loss": [], "similarity": [], "smoothness": [], "label": []}
-    bar = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(bar, desc="registration", unit="step")
-    for step in bar:
+    def step(_: int):
         # Two distinct positions in the pool: draw b among the n - 1 others, skipping a.
         a = torch.randint(len(pool), (batch_size,), generator=gen)
         b = torch.randint(len(pool) - 1, (batch_size,), generator=gen)
@@ -108,20 +87,48 @@ def train_registration(
         moving, fixed = images[mi].to(device), images[fi].to(device)  # (batch, 1, H, W)
         extra = {}
         if labels is not None:  # one-hot per batch: a whole (N, K, H, W) copy can be large
-            extra = dict(moving_labels=_soft(labels[mi], num_classes).to(device),
-                         fixed_labels=_soft(labels[fi], num_classes).to(device))  # (batch, K, H, W)
-        with autocast(device, amp):
+            extra = dict(moving_labels=as_soft(labels[mi], num_classes).to(device),
+                         fixed_labels=as_soft(labels[fi], num_classes).to(device))  # (batch, K, H, W)
+        with autocast(device, config.amp):
             out = model(moving, fixed)
         # The loss in float32, outside autocast: the fields already are (see RegNet.forward).
-        loss = registration_loss(out, moving, fixed, num_classes=num_classes, local=local,
-                                 label_weight=label_weight, reg_weights=reg_weights, **extra)
-        optimizer_step(opt, scaler, loss.total)
-        sched.step()
-        terms = {"loss": loss.total.item(), "similarity": loss.similarity.item(),
-                 "smoothness": loss.smoothness.item(), "label": loss.label.item()}
-        record_step(history, step, terms, bar if progress else None, callback)
+        loss = registration_loss(out, moving, fixed, num_classes=num_classes, local=config.local_ncc,
+                                 label_weight=config.label_weight, reg_weights=weights, **extra)
+        return loss.total, {"loss": loss.total.item(), "similarity": loss.similarity.item(),
+                            "smoothness": loss.smoothness.item(), "label": loss.label.item()}
+
+    history = fit(model.parameters(), step, steps=config.reg_steps if steps is None else steps,
+                  lr=config.reg_lr if lr is None else lr, keys=("loss", "similarity", "smoothness", "label"),
+                  device=device, amp=config.amp, cosine=cosine, desc="registration", progress=progress,
+                  callback=callback)
     model.eval()
     return history
+
+
+def pretrain_regnet(reg: RegNet, images: Tensor, split: "Split", config: TrainConfig, *,
+                    seed: int, device=None, progress: bool = False, shipped: bool | None = None,
+                    log: Callable[[str], None] | None = None) -> dict:
+    """Unsupervised pre-training on random pairs of all training images. Returns the history.
+
+    With ``config.shipped_regnet`` (or ``shipped=True``) the shipped pre-trained weights
+    (:mod:`segreg_lite.pretrained`) are loaded into ``reg`` instead, when their fingerprint fits
+    this data, split and config; the history is then empty. ``log`` gets one line saying which
+    happened and why.
+    """
+    say = log if log is not None else (lambda msg: None)
+    if config.shipped_regnet if shipped is None else shipped:
+        from segreg_lite.pretrained import shipped_regnet
+
+        model, note = shipped_regnet(images, split, config)
+        if model is not None:
+            reg.load_state_dict(model.state_dict())
+            say(f"registration network: shipped pre-trained weights ({note})")
+            return {"loss": [], "similarity": [], "smoothness": [], "label": []}
+        say(f"registration network: pre-training its own for {config.reg_steps} steps; "
+            f"the shipped weights do not fit this run: {note}")
+    s = phase_seed(seed, 0, "reg")
+    seed_everything(s)
+    return train_registration(reg, images, split.train, config, device=device, seed=s, progress=progress)
 
 
 def _device_of(model: RegNet, device: torch.device | str | None) -> torch.device:
@@ -166,8 +173,8 @@ def register(
     presets' ``reg_passes``), at ``passes`` times the cost.
     """
     _check_passes(passes)
-    _check_images(moving, "moving")
-    _check_images(fixed, "fixed")
+    check_images(moving, "moving")
+    check_images(fixed, "fixed")
     n_m, n_f = moving.shape[0], fixed.shape[0]
     if n_m != n_f and 1 not in (n_m, n_f):
         raise ValueError(f"moving and fixed batches differ and neither is 1: {tuple(moving.shape)}, {tuple(fixed.shape)}")
@@ -190,9 +197,10 @@ def propagate_labels(
     num_classes: int = 5,
     atlas_index: Tensor | None = None,
     return_all: bool = False,
-    batch_size: int = 4,  # pairs per forward pass: 4 ran ~1.3x faster per pair than 16 on a 2-core CPU
+    batch_size: int = 4,  # pairs per forward pass: small batches ran faster per pair on a 2-core CPU (bench_models.py)
     device: torch.device | str | None = None,
     passes: int = 1,
+    on_fields: Callable[[Tensor, Tensor], None] | None = None,
 ) -> Tensor:
     """Soft labels of ``target_images`` (T, 1, H, W) from atlases registered onto each of them.
 
@@ -203,14 +211,15 @@ def propagate_labels(
     replacement per image); by default every target uses all A. Returns the mean over the
     atlases (T, K, H, W), in [0, 1] and summing to 1 over K, or with ``return_all`` the
     per-atlas maps (T, A', K, H, W) instead. Results on the CPU. ``passes``: as in :func:`register`.
+    ``on_fields(flows, counts)``, when given, sees each batch's fields (b, 2, H, W) and how many
+    times each pair was drawn (b,), for statistics of the deformations (folding, log|J|).
     """
     _check_passes(passes)
-    _check_images(atlas_images, "atlas_images")
-    _check_images(target_images, "target_images")
+    check_images(atlas_images, "atlas_images")
+    check_images(target_images, "target_images")
     if atlas_images.shape[-2:] != target_images.shape[-2:]:
         raise ValueError(f"atlas and target images differ in size: {tuple(atlas_images.shape)}, {tuple(target_images.shape)}")
-    _check_labels(atlas_labels, atlas_images, num_classes, "atlas_labels")
-    soft = _soft(atlas_labels, num_classes).cpu()  # (A, K, H, W): A atlases are few
+    soft = as_soft(check_labels(atlas_labels, atlas_images, num_classes, "atlas_labels"), num_classes).cpu()  # (A, K, H, W): A atlases are few
     n_t, n_a = target_images.shape[0], atlas_images.shape[0]
     if atlas_index is None:
         atlas_index = torch.arange(n_a).expand(n_t, n_a)
@@ -233,9 +242,63 @@ def propagate_labels(
     for i in range(0, len(pairs), batch_size):
         a, t = pairs_a[i:i + batch_size], pairs_t[i:i + batch_size]
         flow = _field(model, atlas_images[a].to(device), target_images[t].to(device), passes)  # (b, 2, H, W)
+        if on_fields is not None:
+            on_fields(flow, counts[i:i + len(a)])
         warped = warp(soft[a].to(device), flow).clamp(0, 1).cpu()  # (b, K, H, W)
         if return_all:
             maps[i:i + len(a)] = warped
         else:
             maps.index_add_(0, t, warped * counts[i:i + len(a), None, None, None])
     return maps[inverse].view(n_t, per, num_classes, h, w) if return_all else maps / per
+
+
+def draw_atlases(annotated: Sequence[int], n_targets: int, n_atlas: int, generator: torch.Generator) -> Tensor:
+    """``n_atlas`` atlases per target drawn from ``annotated`` with replacement: (n_targets, n_atlas).
+
+    Values are the image indices in ``annotated``; one image annotated means every draw is it.
+    """
+    pool = torch.as_tensor(list(annotated), dtype=torch.long)
+    if len(pool) == 0:
+        raise ValueError("no annotated image to use as an atlas: the split needs at least one")
+    if n_atlas < 1:
+        raise ValueError(f"n_atlas must be >= 1, got {n_atlas}")
+    return pool[torch.randint(len(pool), (n_targets, n_atlas), generator=generator)]
+
+
+@torch.no_grad()
+def evaluate_registration(reg: RegNet, images: Tensor, labels: Tensor, annotated, targets, *,
+                          n_atlas: int, num_classes: int, seed: int, device=None, passes: int = 1) -> dict[str, Any]:
+    """Multi-atlas propagation onto ``images[targets]`` (:func:`propagate_labels`), scored.
+
+    ``n_atlas`` atlases per target drawn with replacement from ``annotated`` (seeded, as the
+    pseudo-labels draw them); the argmax of the mean warped label (a vote weighted by the
+    bilinear fractions) is scored like a segmentation
+    (:func:`~segreg_lite.supervised.evaluate_segmentation`), and ``folding`` (det J <= 0) and
+    ``log_jac_std`` are means over every atlas-to-target field drawn. Plain floats.
+    """
+    from segreg_lite.metrics import folding_fraction, log_jacobian_std
+    from segreg_lite.supervised import evaluate_segmentation
+
+    targets = list(targets)
+    atlases = draw_atlases(annotated, len(targets), n_atlas, torch.Generator().manual_seed(seed))  # (T, n_atlas)
+    used = torch.unique(atlases)  # each distinct atlas sent once
+    folds, logj = [], []  # per drawn field: a pair drawn twice counts twice
+
+    def field_stats(flows: Tensor, counts: Tensor) -> None:
+        reps = counts.tolist()
+        folds.extend(np.repeat(folding_fraction(flows.cpu()), reps))
+        logj.extend(np.repeat(log_jacobian_std(flows.cpu()), reps))
+
+    fused = propagate_labels(reg, images[used], labels[used], images[targets], num_classes=num_classes,
+                             atlas_index=torch.searchsorted(used, atlases), device=device, passes=passes,
+                             on_fields=field_stats)  # (T, K, H, W)
+    return {**evaluate_segmentation(fused.argmax(1), labels[targets], num_classes),
+            "folding": float(np.mean(folds)), "log_jac_std": float(np.nanmean(logj))}
+
+
+def run_reg_only(data: "Data", split: "Split", config: TrainConfig, folder: "Run") -> dict[str, Any]:
+    """Multi-atlas registration with the run's pre-trained registration network and no segmenter:
+    ``n_atlas`` annotated images registered onto each test subject, their labels averaged."""
+    return evaluate_registration(folder.pretrained("reg"), data.images, data.labels, split.annotated, split.test,
+                                 n_atlas=config.n_atlas, num_classes=len(data.label_names),
+                                 seed=phase_seed(folder.seed, 0, "eval"), device=folder.device, passes=config.reg_passes)

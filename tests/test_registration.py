@@ -1,10 +1,23 @@
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 
-from segreg_lite.losses import one_hot
+from segreg_lite.checks import one_hot
+from segreg_lite.config import TrainConfig
+from segreg_lite.metrics import folding_fraction, log_jacobian_std
 from segreg_lite.regnet import RegNet
-from segreg_lite.register import propagate_labels, register, train_registration
+from segreg_lite.registration import (draw_atlases, evaluate_registration, propagate_labels, register,
+                                      train_registration)
+from segreg_lite.supervised import evaluate_segmentation
 from segreg_lite.transforms import warp
+
+
+def _config(**kw) -> TrainConfig:
+    """The registration trainer's settings in these tests: global NCC and the paper's smoothness
+    weights (128, 64, 32, 16, 8), the trainer's defaults before they came from the config."""
+    return replace(TrainConfig(), **{"local_ncc": False, "reg_smoothness": 1.0, **kw})
 
 
 def _blobs():
@@ -19,7 +32,7 @@ def test_training_aligns_a_shifted_blob():
     images, _ = _blobs()
     model = RegNet(features=8, levels=3)
     steps = []
-    history = train_registration(model, images, [0, 1], steps=60, lr=3e-3, batch_size=8, device="cpu",
+    history = train_registration(model, images, [0, 1], _config(batch_size=8), steps=60, lr=3e-3, device="cpu",
                                  callback=lambda step, terms: steps.append(step))
     assert set(history) == {"loss", "similarity", "smoothness", "label"}
     assert all(len(v) == 60 for v in history.values()) and steps == list(range(60))
@@ -41,7 +54,7 @@ def test_training_aligns_a_shifted_blob():
 def test_label_term_decreases_when_labels_are_given():
     torch.manual_seed(0)
     images, labels = _blobs()
-    history = train_registration(RegNet(features=8, levels=3), images, [0, 1], steps=60, lr=3e-3, batch_size=8,
+    history = train_registration(RegNet(features=8, levels=3), images, [0, 1], _config(batch_size=8), steps=60, lr=3e-3,
                                  labels=labels, num_classes=2, device="cpu")
     assert sum(history["label"][-5:]) / 5 < 0.6 * history["label"][0]  # 0.31 -> 0.10..0.14 over seeds 0-5
 
@@ -51,8 +64,8 @@ def test_training_is_seeded_and_accepts_soft_labels():
     runs = []
     for _ in range(2):
         torch.manual_seed(0)
-        runs.append(train_registration(RegNet(features=4, levels=3), images, [0, 1, 1], steps=3, lr=1e-3,
-                                       batch_size=2, labels=one_hot(labels, 2), num_classes=2, device="cpu"))
+        runs.append(train_registration(RegNet(features=4, levels=3), images, [0, 1, 1], _config(batch_size=2), steps=3,
+                                       lr=1e-3, labels=one_hot(labels, 2), num_classes=2, device="cpu"))
     assert runs[0] == runs[1]
 
 
@@ -63,7 +76,7 @@ def test_cosine_schedule_changes_only_the_later_steps():
     for cosine in (False, True):
         torch.manual_seed(0)
         model = RegNet(features=4, levels=3)
-        runs[cosine] = train_registration(model, images, [0, 1], steps=3, lr=1e-2, batch_size=2, device="cpu",
+        runs[cosine] = train_registration(model, images, [0, 1], _config(batch_size=2), steps=3, lr=1e-2, device="cpu",
                                           cosine=cosine)["loss"]
     assert runs[False][:2] == runs[True][:2] and runs[False][2] != runs[True][2]
 
@@ -81,7 +94,7 @@ def test_bad_training_inputs_raise(kwargs, match):
     images, _ = _blobs()
     kwargs = {"indices": [0, 1], **kwargs}
     with pytest.raises(ValueError, match=match):
-        train_registration(RegNet(features=4, levels=3), images, kwargs.pop("indices"), steps=1, lr=1e-3,
+        train_registration(RegNet(features=4, levels=3), images, kwargs.pop("indices"), _config(), steps=1, lr=1e-3,
                            num_classes=2, device="cpu", **kwargs)
 
 
@@ -167,3 +180,60 @@ def test_more_passes_compose_the_fields():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="passes must be an integer >= 1"):
             register(model, images[:1], images[1:], passes=bad)
+
+
+def test_steps_lr_and_loss_settings_come_from_the_config():
+    images, labels = _blobs()
+    runs = []
+    for config, kwargs in ((_config(batch_size=2, reg_steps=2, reg_lr=1e-2), {}),
+                           (_config(batch_size=2), dict(steps=2, lr=1e-2)),
+                           (_config(batch_size=2, reg_steps=2, reg_lr=1e-2, reg_smoothness=2.0, label_weight=3.0), {})):
+        torch.manual_seed(0)
+        model = RegNet(features=4, levels=3)
+        with torch.no_grad():
+            for head in model.heads:
+                head.weight.normal_(0, 0.1)  # a rough field from the start, so the smoothness term is not 0
+        runs.append(train_registration(model, images, [0, 1], config, labels=labels, num_classes=2, device="cpu", **kwargs))
+    assert len(runs[0]["loss"]) == 2 and runs[0] == runs[1]
+    # Step 0 sees the same fields: twice the smoothness weights give twice the term; the label weight scales the total.
+    assert runs[2]["smoothness"][0] == pytest.approx(2 * runs[0]["smoothness"][0], rel=1e-5) and runs[0]["smoothness"][0] > 0
+    first = {k: v[0] for k, v in runs[2].items()}
+    assert first["loss"] == pytest.approx(first["similarity"] + first["smoothness"] + 3 * first["label"], rel=1e-5)
+
+
+def test_draw_atlases_with_replacement_from_the_annotated_set():
+    g = torch.Generator().manual_seed(0)
+    a = draw_atlases([3, 7], 50, 5, g)
+    assert a.shape == (50, 5) and set(a.unique().tolist()) == {3, 7}
+    assert (draw_atlases([4], 3, 5, g) == 4).all()  # one annotated image: every draw is it
+    with pytest.raises(ValueError, match="at least one"):
+        draw_atlases([], 3, 5, g)
+
+
+def test_evaluate_registration_scores_the_fusion_of_propagate_labels():
+    """reg_only's scoring is the argmax of propagate_labels' fused map with the drawn atlases, and
+    its folding the mean over every drawn atlas-to-target field."""
+    torch.manual_seed(0)
+    model = RegNet(features=4, levels=3)
+    with torch.no_grad():
+        for head in model.heads:
+            head.weight.normal_(0, 0.7)  # a large, rough field: about 1% of its pixels fold
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    images = torch.stack([torch.exp(-((y - 16 + i % 3) ** 2 + (x - 12 - i) ** 2) / (40 + 5 * i))[None] for i in range(8)])
+    labels = (images[:, 0] > 0.3).long() + (images[:, 0] > 0.7).long()  # (8, 32, 32): 3 classes
+    annotated, targets, n_atlas, seed, K = [0, 2, 5], [1, 3, 4, 6, 7], 4, 11, 3
+    atlases = draw_atlases(annotated, len(targets), n_atlas, torch.Generator().manual_seed(seed))  # (5, 4) image indices
+    seen = []
+    fused = propagate_labels(model, images, labels, images[targets], num_classes=K, atlas_index=atlases, passes=2,
+                             on_fields=lambda flows, counts: seen.append(int(counts.sum())))
+    assert sum(seen) == len(targets) * n_atlas  # every draw counted
+    scored = evaluate_registration(model, images, labels, annotated, targets, n_atlas=n_atlas, num_classes=K, seed=seed,
+                                   device="cpu", passes=2)
+    expected = evaluate_segmentation(fused.argmax(1), labels[targets], K)
+    assert scored["dice"] == expected["dice"] and scored["dice_per_class"] == expected["dice_per_class"]
+    assert scored["hd95"] == expected["hd95"]
+    fields = register(model, images[atlases.reshape(-1)], images[targets].repeat_interleave(n_atlas, 0), passes=2)
+    assert scored["folding"] == pytest.approx(float(folding_fraction(fields).mean()), abs=1e-6)
+    assert scored["folding"] > 0 and scored["dice"] > 0.1  # the checks above compare something
+    # log det J amplifies the last bits in which batched fields differ, where det J is near 0.
+    assert scored["log_jac_std"] == pytest.approx(float(np.nanmean(log_jacobian_std(fields))), rel=1e-4)

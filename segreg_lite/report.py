@@ -1,0 +1,200 @@
+"""Every table, CSV and statistic made of finished runs: one run's, several seeds', a sweep's.
+
+After Li et al. (arXiv 2502.03229, ISBI 2025). A run's ``results.json`` (written by
+:func:`segreg_lite.experiment.run_experiment`) becomes rows (:func:`results_rows`), CSV
+(:func:`results_csv`) and the fixed-width table the CLI prints (:func:`format_table`). Several
+runs of one setting (seeds) are read and checked comparable by :func:`load_results` and
+summarised as mean +- population std per method (:func:`summarize_runs`,
+:func:`format_summary`). A sweep's runs grouped by fraction (:func:`segreg_lite.sweep.collect_sweep`)
+become one row per (fraction, method) (:func:`sweep_table`), text (:func:`format_sweep`) and a
+Markdown table (:func:`markdown_sweep`, the README's), with its total compute
+(:func:`compute_minutes`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from segreg_lite.io import read_json
+from segreg_lite.methods import METHODS
+
+
+def results_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Headers and one row per method: mean Dice, per-class Dice, HD, HD95, folding, seconds."""
+    classes = summary["label_names"][1:]
+    headers = ["method", "dice", *[f"dice {c}" for c in classes], "hd", "hd95", "folding", "seconds"]
+    rows = []
+    for name, r in summary["methods"].items():
+        m = r["metrics"]
+        rows.append([name, m["dice"], *m["dice_per_class"], m["hd"], m["hd95"], m.get("folding", float("nan")), m["seconds"]])
+    return headers, rows
+
+
+def results_csv(summary: dict[str, Any]) -> str:
+    headers, rows = results_rows(summary)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(headers)
+    writer.writerows([[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in rows])
+    return buf.getvalue()
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The comparison table as fixed-width text (what the CLI prints)."""
+    headers, rows = results_rows(summary)
+    short = [h.replace("dice ", "") for h in headers]
+    widths = [max(14, len(short[0]))] + [max(7, len(h)) for h in short[1:]]
+    lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(short, widths)))]
+    for row in rows:
+        cells = []
+        for i, (v, w) in enumerate(zip(row, widths)):
+            if i == 0:
+                cells.append(str(v).ljust(w))
+            elif short[i] == "folding":
+                cells.append(("-" if np.isnan(v) else f"{100 * v:.3f}%").rjust(w))
+            elif short[i] == "seconds":
+                cells.append(f"{v:.0f}".rjust(w))
+            elif short[i] in ("hd", "hd95"):
+                cells.append(f"{v:.1f}".rjust(w))
+            else:
+                cells.append(f"{v:.3f}".rjust(w))
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def load_results(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The ``results.json`` of each run folder, checked to be comparable: the same data, preset and
+    fraction (seeds may differ, and a seed twice is an error)."""
+    summaries = []
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: is {folder} a finished segreg-lite run folder?")
+        held = read_json(path, "results file")
+        missing = [k for k in ("data", "preset", "fraction", "seed", "label_names", "methods") if not isinstance(held, dict) or k not in held]
+        if missing:
+            raise ValueError(f"{path}: not a segreg-lite results file (no {', '.join(missing)})")
+        summaries.append(held)
+    if not summaries:
+        raise ValueError("no run folder given")
+    first = summaries[0]
+    for folder, s in zip(folders, summaries):
+        for key in ("data", "preset", "fraction"):
+            if s[key] != first[key]:
+                raise ValueError(f"{folder} differs from {folders[0]} in {key} ({s[key]!r} vs {first[key]!r}): "
+                                 "summarise runs of one setting at a time")
+    seeds = [s["seed"] for s in summaries]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the same seed appears twice among the runs (seeds {seeds})")
+    return summaries
+
+
+def summarize_runs(summaries: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method, over the runs (seeds) that include it: ``seeds``, the mean and population std
+    (ddof 0) of ``dice``, ``hd``, ``hd95`` and each class's Dice, and for joint methods the test
+    Dice per round (``rounds_mean``, ``rounds_std``, over the runs with that many rounds)."""
+    out: dict[str, dict[str, Any]] = {}
+    names = list(dict.fromkeys(n for s in summaries for n in s["methods"]))
+    for name in names:
+        runs = [s for s in summaries if name in s["methods"]]
+        metrics = [s["methods"][name]["metrics"] for s in runs]
+        entry: dict[str, Any] = {"seeds": [s["seed"] for s in runs]}
+        for key in ("dice", "hd", "hd95"):
+            values = np.array([m[key] for m in metrics], dtype=float)
+            entry[key] = (float(values.mean()), float(values.std()))
+        per_class = np.array([m["dice_per_class"] for m in metrics], dtype=float)
+        entry["dice_per_class"] = (per_class.mean(0).tolist(), per_class.std(0).tolist())
+        histories = [s["methods"][name].get("history") for s in runs]
+        if all(histories):
+            n = min(len(h) for h in histories)
+            curves = np.array([[e["test_dice"] for e in h[:n]] for h in histories])
+            entry["rounds_mean"], entry["rounds_std"] = curves.mean(0).tolist(), curves.std(0).tolist()
+        out[name] = entry
+    return out
+
+
+def format_summary(summaries: Sequence[dict[str, Any]]) -> str:
+    """:func:`summarize_runs` as text: mean +- std per method, then each joint method's round curve."""
+    table = summarize_runs(summaries)
+    classes = summaries[0]["label_names"][1:]
+    lines = [f"{summaries[0]['data']}; preset {summaries[0]['preset']}, fraction {summaries[0]['fraction']:g}; "
+             "mean +- std over seeds (population std)", ""]
+    header = ["method", "seeds", "dice", *classes, "hd", "hd95"]
+    pm = lambda m, s, f=".3f": f"{m:{f}} +- {s:{f}}"  # noqa: E731
+    rows = []
+    for name, e in table.items():
+        rows.append([name, ",".join(map(str, e["seeds"])), pm(*e["dice"]),
+                     *[pm(m, s) for m, s in zip(*e["dice_per_class"])], pm(*e["hd"], ".1f"), pm(*e["hd95"], ".1f")])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        lines.append("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths))))
+    for name, e in table.items():
+        if "rounds_mean" in e:
+            curve = ", ".join(f"{m:.3f} +- {s:.3f}" for m, s in zip(e["rounds_mean"], e["rounds_std"]))
+            lines.append(f"\n{name}, test Dice per round (0 = pre-trained): {curve}")
+    return "\n".join(lines)
+
+
+def sweep_table(collected: dict[float, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (fraction, method): the :func:`summarize_runs` entry plus ``fraction`` and ``method``."""
+    rows = [{"fraction": fraction, "method": method, **entry}
+            for fraction, summaries in collected.items() for method, entry in summarize_runs(summaries).items()]
+    order = list(METHODS)
+    return sorted(rows, key=lambda r: (order.index(r["method"]), r["fraction"]))
+
+
+def sweep_cells(collected: dict[float, list[dict[str, Any]]]) -> dict[tuple[str, float], dict[str, Any]]:
+    """:func:`sweep_table`'s rows keyed by (method, fraction)."""
+    return {(r["method"], r["fraction"]): r for r in sweep_table(collected)}
+
+
+def sweep_grid(collected: dict[float, list[dict[str, Any]]], key: str = "dice", fmt: str = ".3f",
+               pm: str = " ± ") -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of one metric over a sweep: a row per method (table order), a column per
+    fraction, each cell ``mean ± std`` of ``key`` over seeds (empty where the method did not run)."""
+    cells = sweep_cells(collected)
+    methods = list(dict.fromkeys(m for m, _ in cells))
+    rows = [[m, *[f"{cells[m, f][key][0]:{fmt}}{pm}{cells[m, f][key][1]:{fmt}}" if (m, f) in cells else ""
+                  for f in collected]] for m in methods]
+    return ["method", *[f"{f:.0%}" for f in collected]], rows
+
+
+def compute_minutes(collected: dict[float, list[dict[str, Any]]]) -> float:
+    """The summed wall time of every method of every run, in minutes (what the sweep cost)."""
+    return sum(m["metrics"]["seconds"] for runs in collected.values() for s in runs for m in s["methods"].values()) / 60
+
+
+def format_sweep(collected: dict[float, list[dict[str, Any]]]) -> str:
+    """Mean test Dice +- std over seeds, one row per method and one column per fraction."""
+    header, body = sweep_grid(collected, pm=" +- ")
+    counts = {k: len(r["seeds"]) for k, r in sweep_cells(collected).items()}
+    body = [[m, *[f"{v} ({counts[m, f]})" if v else "-" for f, v in zip(collected, values)]] for m, *values in body]
+    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
+    first = next(iter(collected.values()))[0]
+    lines = [f"{first['data']}; preset {first['preset']}; mean test Dice +- std over seeds (number of seeds)", ""]
+    lines += ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in [header, *body]]
+    lines.append(f"\ncompute: {compute_minutes(collected):.1f} min of training and evaluation in total")
+    return "\n".join(lines)
+
+
+def markdown_sweep(collected: dict[float, list[dict[str, Any]]]) -> str:
+    """The sweep as a Markdown table (the README's): mean test Dice +- std over seeds per method
+    and fraction, the best method of each fraction (upper bound aside) in bold."""
+    cells = sweep_cells(collected)
+    fractions = list(collected)
+    best = {f: max((r for (m, g), r in cells.items() if g == f and m != "upper_bound"), key=lambda r: r["dice"][0],
+                   default=None) for f in fractions}
+    methods = list(dict.fromkeys(m for m, _ in cells))
+    lines = ["| method | " + " | ".join(f"{f:.0%}" for f in fractions) + " |", "|---" * (len(fractions) + 1) + "|"]
+    for m in methods:
+        out = []
+        for f in fractions:
+            r = cells.get((m, f))
+            text = f"{r['dice'][0]:.3f} ± {r['dice'][1]:.3f}" if r else ""
+            out.append(f"**{text}**" if r is not None and r is best[f] else text)
+        lines.append(f"| {m} | " + " | ".join(out) + " |")
+    return "\n".join(lines)
