@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install main test unit notebooks book results bench clean
+.PHONY: install main test unit notebooks book results test-times bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ results: $(STAMP)
 	$(PY) scripts/run_chapters.py
 	$(PY) scripts/readme_results.py
 	$(MAKE) book
+
+## time make test part by part on this (idle) machine and write the README's line on it
+test-times: $(STAMP)
+	$(PY) scripts/time_tests.py
+	$(PY) scripts/readme_results.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cohort.py

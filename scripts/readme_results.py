@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Write the README's generated blocks: the sweep's results table and what ``make main`` printed.
+"""Write the README's generated blocks: the sweep's results table, what ``make main`` printed and
+how long ``make test`` takes.
 
     python scripts/readme_results.py [--root DIR] [--main DIR] [--readme README.md]
 
@@ -8,12 +9,15 @@ Both come from results files, never typed, by default the ones the package ships
 shows the same numbers as the results chapter, which reads them too:
 
 - between ``<!-- results table: start ... -->`` and ``<!-- results table: end -->``: the sweep
-  under ``--root`` (``segreg_lite.sweep.markdown_sweep``: mean test Dice +- std over seeds, per
+  under ``--root`` (``segreg_lite.report.markdown_sweep``: mean test Dice +- std over seeds, per
   method and annotated fraction) and a line on what it is and what it cost;
 - between ``<!-- make main: start ... -->`` and ``<!-- make main: end -->``, where the README has
   those markers: the run under ``--main`` as ``segreg-lite run`` prints it at the end
-  (``segreg_lite.experiment.format_table``), with its measured time where its ``export.json``
-  records one.
+  (``segreg_lite.report.format_table``), with its measured time where its ``export.json``
+  records one;
+- between ``<!-- make test: start ... -->`` and ``<!-- make test: end -->``, where the README has
+  those markers: the time of ``make test`` and of its parts, as ``scripts/time_tests.py``
+  recorded them in ``segreg_lite/data/test_times.json``.
 
 ``--root results/sweep`` writes the table of a sweep just run. The README is replaced
 atomically; without the table's markers, or without finished runs, nothing is written.
@@ -28,12 +32,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from segreg_lite.experiment import format_table, load_results  # noqa: E402
-from segreg_lite.io import write_text  # noqa: E402
-from segreg_lite.sweep import SHIPPED_RESULTS, collect_sweep, compute_minutes, markdown_sweep  # noqa: E402
+from segreg_lite.report import compute_minutes, format_table, load_results, markdown_sweep  # noqa: E402
+from segreg_lite.io import read_json, write_text  # noqa: E402
+from segreg_lite.sweep import SHIPPED_RESULTS, collect_sweep  # noqa: E402
 
 START, END = "<!-- results table: start (scripts/readme_results.py) -->", "<!-- results table: end -->"
 MAIN_START, MAIN_END = "<!-- make main: start (scripts/readme_results.py) -->", "<!-- make main: end -->"
+TEST_START, TEST_END = "<!-- make test: start (scripts/readme_results.py) -->", "<!-- make test: end -->"
+#: Where scripts/time_tests.py records how long each part of ``make test`` took.
+TEST_TIMES = ROOT / "segreg_lite" / "data" / "test_times.json"
 
 
 def shown(path: Path) -> str:
@@ -85,6 +92,18 @@ def main_block(folder: Path) -> str:
             f"`{shown(folder)}`):\n\n```text\n{printed}\n```")
 
 
+def test_block(path: Path = TEST_TIMES) -> str:
+    """How long ``make test`` took, part by part, as ``scripts/time_tests.py`` recorded it."""
+    if not path.exists():
+        return "The time of `make test` was not recorded (`python scripts/time_tests.py` records it)."
+    t = read_json(path, "test times")
+    parts = t["parts"]
+    return (f"`make test` took {t['total'] / 60:.0f} min on a {t['machine']} ({t['date']}): unit tests "
+            f"{parts['unit'] / 60:.1f} min, the chapters in smoke mode {parts['notebooks'] / 60:.1f} min, the book "
+            f"build {parts['book'] / 60:.1f} min; creating `.venv` the first time comes on top. Measured by "
+            f"`scripts/time_tests.py` (`{shown(path)}`).")
+
+
 def replace_block(text: str, start: str, end: str, block: str) -> str:
     head, rest = text.split(start)
     tail = rest.split(end)[1]
@@ -113,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 1
             text = replace_block(text, MAIN_START, MAIN_END, main_block(args.main))
+        if TEST_START in text or TEST_END in text:
+            if not has_markers(text, TEST_START, TEST_END):
+                print(f"{args.readme}: needs one {TEST_START!r} line followed by one {TEST_END!r} line",
+                      file=sys.stderr)
+                return 1
+            text = replace_block(text, TEST_START, TEST_END, test_block())
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
