@@ -159,7 +159,7 @@ def test_metrics(model: nn.Module, data: "Data", split: "Split", device=None) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# The methods (see segreg_lite.experiment.METHODS).
+# The methods (registered in segreg_lite.methods.METHODS).
 
 
 def run_supervised(data: "Data", split: "Split", config: TrainConfig, folder: "Run") -> dict[str, Any]:
