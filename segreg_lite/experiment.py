@@ -72,7 +72,6 @@ class Run:
                  data_sha256: str):
         self.data, self.split, self.config, self.folder = data, split, config, folder
         self.seed, self.device, self.progress, self.log = seed, device, progress, log
-        self.num_classes = len(data.label_names)
         self._pretrained: dict[str, Any] = {}
         self._fp = dict(data=data_sha256, split=split.to_dict(), config=config.to_dict(), seed=seed)
 
@@ -84,12 +83,17 @@ class Run:
         """The path of checkpoint ``name`` in the run folder, claimed for this run: a stale file
         of ours is removed (and said so), a foreign one refused. The file's own contents are
         checked by whoever reads it (``train_joint`` checks config, split, mode and seed)."""
+        path, fp = self._checkpoint_path(name)
+        self.folder.claim(path, fp)
+        return path
+
+    def _checkpoint_path(self, name: str) -> tuple[Path, dict[str, Any]]:
+        """Checkpoint ``name``'s path and fingerprint, a stale file of ours removed (and said so)."""
         path, fp = self.folder.checkpoint_path(name), self.fingerprint(name)
         stale = self.folder.stale_checkpoint(name, fp)
         if stale:
             self.log(stale)
-        self.folder.claim(path, fp)
-        return path
+        return path, fp
 
     def pretrained(self, which: str):
         """A copy of the pre-trained segmenter ("seg", with the config's augmentation) or regnet
@@ -100,11 +104,7 @@ class Run:
         from segreg_lite.supervised import pretrain_segmenter
 
         if which not in self._pretrained:
-            name = f"pretrained_{which}"
-            path, fp = self.folder.checkpoint_path(name), self.fingerprint(name)
-            stale = self.folder.stale_checkpoint(name, fp)
-            if stale:
-                self.log(stale)
+            path, fp = self._checkpoint_path(f"pretrained_{which}")
             model = None
             if path.exists():
                 try:
@@ -120,7 +120,7 @@ class Run:
                     else:
                         model = ckpt.models[which]
             if model is None:
-                seg, reg = new_models(self.config, self.num_classes, self.seed)
+                seg, reg = new_models(self.config, self.data.num_classes, self.seed)
                 d = self.data
                 if which == "seg":
                     model = seg

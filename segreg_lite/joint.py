@@ -247,7 +247,7 @@ def run_joint(data: "Data", split: "Split", config: TrainConfig, folder: "Run", 
     round-by-round history is kept in ``history``."""
     name = {"combined": "joint", "reg": "joint_reg", "seg": "joint_seg"}[check_mode(mode)]
     result = train_joint(data.images, data.labels, split, config, mode=mode, seed=folder.seed,
-                         num_classes=len(data.label_names), segmenter=folder.pretrained("seg"),
+                         num_classes=data.num_classes, segmenter=folder.pretrained("seg"),
                          regnet=folder.pretrained("reg"), checkpoint=folder.checkpoint(name), device=folder.device,
                          progress=folder.progress,
                          callback=lambda e, _: folder.log(f"  {name} round {e['round']}: test Dice {e['test_dice']:.3f}, "

@@ -114,8 +114,7 @@ def train_mean_teacher(
     Returns per-step ``loss``, ``supervised``, ``consistency`` (the unweighted mse) and
     ``weight`` (the ramp-up factor in [0, 1]). Both models are left in eval mode.
     """
-    n = images.shape[0]
-    check_images(images)
+    n = check_images(images).shape[0]
     if labels.ndim != 3 or labels.shape[0] != n or labels.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"labels must be (N, H, W) like images: labels {tuple(labels.shape)} do not match images {tuple(images.shape)}")
     labelled = check_indices(annotated, n, "annotated", empty=False)
@@ -173,7 +172,7 @@ def train_mean_teacher(
 def run_mean_teacher(data: "Data", split: "Split", config: TrainConfig, folder: "Run") -> dict[str, Any]:
     """Mean Teacher from a fresh U-Net, on the split's annotated and unannotated training images;
     the teacher is evaluated on the test subjects."""
-    student = new_models(config, len(data.label_names), folder.seed)[0]
+    student = new_models(config, data.num_classes, folder.seed)[0]
     teacher = copy.deepcopy(student)
     s = phase_seed(folder.seed, 0, "mean_teacher")
     seed_everything(s)

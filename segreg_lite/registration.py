@@ -300,5 +300,5 @@ def run_reg_only(data: "Data", split: "Split", config: TrainConfig, folder: "Run
     """Multi-atlas registration with the run's pre-trained registration network and no segmenter:
     ``n_atlas`` annotated images registered onto each test subject, their labels averaged."""
     return evaluate_registration(folder.pretrained("reg"), data.images, data.labels, split.annotated, split.test,
-                                 n_atlas=config.n_atlas, num_classes=len(data.label_names),
+                                 n_atlas=config.n_atlas, num_classes=data.num_classes,
                                  seed=phase_seed(folder.seed, 0, "eval"), device=folder.device, passes=config.reg_passes)

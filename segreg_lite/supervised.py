@@ -164,7 +164,7 @@ def test_metrics(model: nn.Module, data: "Data", split: "Split", device=None) ->
 
 def run_supervised(data: "Data", split: "Split", config: TrainConfig, folder: "Run") -> dict[str, Any]:
     """The U-Net trained on the annotated images only, without augmentation."""
-    model = new_models(config, len(data.label_names), folder.seed)[0]
+    model = new_models(config, data.num_classes, folder.seed)[0]
     pretrain_segmenter(model, data.images, data.labels, split, replace(config, augment=False), seed=folder.seed,
                        device=folder.device, progress=folder.progress)
     return test_metrics(model, data, split, folder.device)
@@ -179,7 +179,7 @@ def run_supervised_aug(data: "Data", split: "Split", config: TrainConfig, folder
 def run_upper_bound(data: "Data", split: "Split", config: TrainConfig, folder: "Run") -> dict[str, Any]:
     """The U-Net trained on every training image's label, without augmentation, for three times
     the steps (more images need more steps to converge)."""
-    model = new_models(config, len(data.label_names), folder.seed)[0]
+    model = new_models(config, data.num_classes, folder.seed)[0]
     full = replace(split, annotated=split.train, fraction=1.0)
     pretrain_segmenter(model, data.images, data.labels, full, replace(config, augment=False, seg_steps=3 * config.seg_steps),
                        seed=folder.seed, device=folder.device, progress=folder.progress)
