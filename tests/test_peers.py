@@ -28,13 +28,16 @@ def test_missing_antspyx_says_how_to_install(monkeypatch):
 @pytest.mark.skipif(not ants_available(), reason="antspyx (the optional [peers] extra) is not installed")
 def test_ants_field_is_in_the_package_convention():
     moving, fixed = _blobs()
-    flow, seconds = ants_fields(moving, fixed)
-    assert flow.shape == (1, 2, 48, 48) and flow.dtype == torch.float32 and seconds > 0
+    flows, seconds = ants_fields(moving.expand(3, -1, -1, -1), fixed.expand(3, -1, -1, -1))
+    assert flows.shape == (3, 2, 48, 48) and flows.dtype == torch.float32 and seconds > 0
+    # ANTs is not deterministic, even seeded on one thread: on this round blob about one run in 30
+    # ends far off (a 0.8 mismatch). The convention is checked on the best of three runs.
+    errors = [float((warp(moving, flow[None]) - fixed).abs().max()) for flow in flows]
+    best = flows[errors.index(min(errors))]
     # warp reads the moving image at p + u(p): the fixed blob is to the right, so u < 0 (columns)
-    # there. The sign is the convention under test (threaded ANTs runs varied from -2.2 to -6.1
-    # on this smooth blob), and the warped blob must match the fixed one.
-    inside = flow[0, :, 18:30, 20:32].mean(dim=(1, 2))
+    # there. The sign is the convention under test, and the warped blob must match the fixed one.
+    inside = best[:, 18:30, 20:32].mean(dim=(1, 2))
     assert inside[1] < -1.0 and inside[0].abs() < inside[1].abs()
-    assert (warp(moving, flow) - fixed).abs().max() < 0.1 < (moving - fixed).abs().max()
+    assert min(errors) < 0.1 < (moving - fixed).abs().max()
     with pytest.raises(ValueError, match=r"\(P, 1, H, W\)"):
         ants_fields(moving, fixed[0])
