@@ -93,10 +93,18 @@ def load_results(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
     return summaries
 
 
+#: The baseline every semi-supervised method is measured against, seed by seed: the same
+#: segmenter, augmentation and schedule as the joint methods' round 0.
+BASELINE = "supervised_aug"
+
+
 def summarize_runs(summaries: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per method, over the runs (seeds) that include it: ``seeds``, the mean and population std
     (ddof 0) of ``dice``, ``hd``, ``hd95`` and each class's Dice, and for joint methods the test
-    Dice per round (``rounds_mean``, ``rounds_std``, over the runs with that many rounds)."""
+    Dice per round (``rounds_mean``, ``rounds_std``, over the runs with that many rounds). Methods
+    other than :data:`BASELINE` also get ``gain``: their Dice minus the baseline's, per seed
+    (``{seed: gain}``, over the runs that hold both), and where a run holds ``upper_bound`` too,
+    ``gap_closed``: that gain as a share of the upper bound's lead over the baseline, per seed."""
     out: dict[str, dict[str, Any]] = {}
     names = list(dict.fromkeys(n for s in summaries for n in s["methods"]))
     for name in names:
@@ -113,6 +121,12 @@ def summarize_runs(summaries: Sequence[dict[str, Any]]) -> dict[str, dict[str, A
             n = min(len(h) for h in histories)
             curves = np.array([[e["test_dice"] for e in h[:n]] for h in histories])
             entry["rounds_mean"], entry["rounds_std"] = curves.mean(0).tolist(), curves.std(0).tolist()
+        if name not in (BASELINE, "upper_bound"):
+            dice = lambda s, m: s["methods"][m]["metrics"]["dice"]  # noqa: E731
+            paired = [s for s in runs if BASELINE in s["methods"]]
+            entry["gain"] = {s["seed"]: dice(s, name) - dice(s, BASELINE) for s in paired}
+            entry["gap_closed"] = {s["seed"]: (dice(s, name) - dice(s, BASELINE)) / (dice(s, "upper_bound") - dice(s, BASELINE))
+                                   for s in paired if "upper_bound" in s["methods"]}
         out[name] = entry
     return out
 
@@ -136,6 +150,17 @@ def format_summary(summaries: Sequence[dict[str, Any]]) -> str:
         if "rounds_mean" in e:
             curve = ", ".join(f"{m:.3f} +- {s:.3f}" for m, s in zip(e["rounds_mean"], e["rounds_std"]))
             lines.append(f"\n{name}, test Dice per round (0 = pre-trained): {curve}")
+    gains = [(name, e) for name, e in table.items() if e.get("gain")]
+    if gains:
+        lines.append(f"\nDice over {BASELINE}, seed by seed (mean +- std over seeds)")
+        for name, e in gains:
+            per = np.array(list(e["gain"].values()))
+            text = ", ".join(f"{g:+.3f} (seed {seed})" for seed, g in e["gain"].items())
+            lines.append(f"{name}: {text}; {per.mean():+.3f} +- {per.std():.3f}")
+            if e["gap_closed"]:
+                closed = np.array(list(e["gap_closed"].values()))
+                lines.append(f"  share of the gap to upper_bound closed: {closed.mean():.0%} +- {closed.std():.0%} "
+                             f"(seeds {', '.join(map(str, e['gap_closed']))})")
     return "\n".join(lines)
 
 

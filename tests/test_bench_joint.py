@@ -1,0 +1,53 @@
+"""The round-schedule benchmark: its variants, its errors, and a run from a finished run's models."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from segreg_lite.config import get_preset
+from segreg_lite.experiment import run_experiment
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("bench_joint", ROOT / "benchmarks" / "bench_joint.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_variants_parse_to_typed_settings():
+    base = get_preset("quick")
+    assert bench.parse_variant("seg_round_lr=1e-3, rounds=3", base) == {"seg_round_lr": 1e-3, "rounds": 3}
+    assert bench.parse_variant("soft_ce=true,confidence_weight=0", base) == {"soft_ce": True, "confidence_weight": False}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("rounds", "KEY=VALUE"),
+    ("rounds=", "KEY=VALUE"),
+    ("nope=1", "'nope' is not a TrainConfig setting"),
+    ("seg_steps=10", "'seg_steps' is fixed by the run's pre-trained models"),
+    ("rounds=1.5", "rounds takes a whole number"),
+    ("soft_ce=maybe", "soft_ce takes true or false"),
+    ("annotated_share=1", "annotated_share must be in"),
+    (",", "at least one"),
+])
+def test_bad_variants_fail_with_the_reason(text, match):
+    with pytest.raises(SystemExit, match=match):
+        bench.parse_variant(text, get_preset("quick"))
+
+
+def test_a_folder_without_a_run_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="run.json is missing"):
+        bench.main([str(tmp_path)])
+
+
+def test_schedules_from_a_finished_run(tmp_path, capsys, monkeypatch, make_data, tiny_config):
+    data = make_data()
+    run_experiment(data, tmp_path / "run", methods=["joint"], fraction=0.2, config=tiny_config, device="cpu",
+                   progress=False)
+    monkeypatch.setattr(bench, "load_data", lambda *a, **k: data)  # the toy data stand in for the cohort
+    bench.main([str(tmp_path / "run"), "--subjects", str(len(data.images)), "--variant", "rounds=2,seg_round_lr=1e-3"])
+    out = capsys.readouterr().out
+    # The run's own schedule (one round) and the variant (two), each from round 0, then the table.
+    assert "as run: 1 round(s)" in out and "rounds=2,seg_round_lr=1e-3: 2 round(s)" in out
+    assert out.count("\n0 | ") == 2 and out.count("\n2 | ") == 1
+    last = out.splitlines()[-2:]
+    assert last[0].startswith("as run | ") and last[1].startswith("rounds=2,seg_round_lr=1e-3 | ")
