@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Write the README's generated blocks: the sweep's results table, what ``make main`` printed and
-how long ``make test`` takes.
+"""Write the README's generated blocks: the sweep's results table, what ``make main`` printed, the
+same command over seeds and how long ``make test`` takes.
 
-    python scripts/readme_results.py [--root DIR] [--main DIR] [--readme README.md]
+    python scripts/readme_results.py [--root DIR] [--main DIR] [--seeds DIR] [--readme README.md]
 
 Both come from results files, never typed, by default the ones the package ships
 (``segreg_lite/data/shipped_results``, written by ``scripts/export_results.py``), so the README
@@ -15,6 +15,10 @@ shows the same numbers as the results chapter, which reads them too:
   those markers: the run under ``--main`` as ``segreg-lite run`` prints it at the end
   (``segreg_lite.report.format_table``), with its measured time where its ``export.json``
   records one;
+- between ``<!-- make main seeds: start ... -->`` and ``<!-- make main seeds: end -->``, where the
+  README has those markers: the same command's runs over seeds under ``--seeds`` (one run folder
+  per seed), as ``segreg-lite summary`` prints them (``segreg_lite.report.format_summary``: mean
+  +- std, the joint rounds, the gain over the augmented baseline seed by seed);
 - between ``<!-- make test: start ... -->`` and ``<!-- make test: end -->``, where the README has
   those markers: the time of ``make test`` and of its parts, as ``scripts/time_tests.py``
   recorded them in ``segreg_lite/data/test_times.json``.
@@ -32,13 +36,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from segreg_lite.report import compute_minutes, format_table, load_results, markdown_sweep  # noqa: E402
+from segreg_lite.report import compute_minutes, format_summary, format_table, load_results, markdown_sweep  # noqa: E402
 from segreg_lite.io import read_json, write_text  # noqa: E402
 from segreg_lite.sweep import SHIPPED_RESULTS, collect_sweep  # noqa: E402
 
 START, END = "<!-- results table: start (scripts/readme_results.py) -->", "<!-- results table: end -->"
 MAIN_START, MAIN_END = "<!-- make main: start (scripts/readme_results.py) -->", "<!-- make main: end -->"
 TEST_START, TEST_END = "<!-- make test: start (scripts/readme_results.py) -->", "<!-- make test: end -->"
+SEEDS_START, SEEDS_END = "<!-- make main seeds: start (scripts/readme_results.py) -->", "<!-- make main seeds: end -->"
 #: Where scripts/time_tests.py records how long each part of ``make test`` took.
 TEST_TIMES = ROOT / "segreg_lite" / "data" / "test_times.json"
 
@@ -92,6 +97,17 @@ def main_block(folder: Path) -> str:
             f"`{shown(folder)}`):\n\n```text\n{printed}\n```")
 
 
+def seeds_block(root: Path) -> str:
+    """``segreg-lite summary`` of the main command's runs over seeds (one run folder per seed in ``root``)."""
+    folders = sorted(p.parent for p in Path(root).glob("*/results.json"))
+    if not folders:
+        raise FileNotFoundError(f"no finished run folder (*/results.json) in {root}")
+    summaries = load_results(folders)
+    seeds = ", ".join(str(s["seed"]) for s in summaries)
+    return (f"The same command over seeds {seeds} (`segreg-lite summary` of one run folder per seed, as above; "
+            f"made by `scripts/readme_results.py` from `{shown(root)}`):\n\n```text\n{format_summary(summaries)}\n```")
+
+
 def test_block(path: Path = TEST_TIMES) -> str:
     """How long ``make test`` took, part by part, as ``scripts/time_tests.py`` recorded it."""
     if not path.exists():
@@ -118,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=SHIPPED_RESULTS / "sweep", help="the sweep's root folder")
     parser.add_argument("--main", type=Path, default=SHIPPED_RESULTS / "main", help="the make main run folder")
+    parser.add_argument("--seeds", type=Path, default=SHIPPED_RESULTS / "main-seeds",
+                        help="a folder of make main's runs, one per seed")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args(argv)
     text = args.readme.read_text()
@@ -126,18 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         text = replace_block(text, START, END, results_block(args.root))
-        if MAIN_START in text or MAIN_END in text:
-            if not has_markers(text, MAIN_START, MAIN_END):
-                print(f"{args.readme}: needs one {MAIN_START!r} line followed by one {MAIN_END!r} line",
-                      file=sys.stderr)
-                return 1
-            text = replace_block(text, MAIN_START, MAIN_END, main_block(args.main))
-        if TEST_START in text or TEST_END in text:
-            if not has_markers(text, TEST_START, TEST_END):
-                print(f"{args.readme}: needs one {TEST_START!r} line followed by one {TEST_END!r} line",
-                      file=sys.stderr)
-                return 1
-            text = replace_block(text, TEST_START, TEST_END, test_block())
+        optional = [(MAIN_START, MAIN_END, lambda: main_block(args.main)),
+                    (SEEDS_START, SEEDS_END, lambda: seeds_block(args.seeds)),
+                    (TEST_START, TEST_END, test_block)]
+        for start, end, block in optional:
+            if start in text or end in text:
+                if not has_markers(text, start, end):
+                    print(f"{args.readme}: needs one {start!r} line followed by one {end!r} line", file=sys.stderr)
+                    return 1
+                text = replace_block(text, start, end, block())
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

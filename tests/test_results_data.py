@@ -63,6 +63,12 @@ def test_the_readme_blocks_are_made_from_the_shipped_results():
     assert f"{readme_results.MAIN_START}\n{main}\n{readme_results.MAIN_END}" in readme
     summary = load_results([SHIPPED_RESULTS / "main"])[0]
     assert summary["preset"] == "quick" and summary["fraction"] == 0.01  # what `make main` runs
+    seeds = readme_results.seeds_block(SHIPPED_RESULTS / "main-seeds")
+    assert f"{readme_results.SEEDS_START}\n{seeds}\n{readme_results.SEEDS_END}" in readme
+    runs = load_results(sorted(p.parent for p in (SHIPPED_RESULTS / "main-seeds").glob("*/results.json")))
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert all(r["config"] == summary["config"] and r["preset"] == "quick" for r in runs)  # make main's settings
+    assert runs[0]["methods"] == summary["methods"]  # seed 0 is the run the block above shows
 
 
 def test_no_checkpoint_or_big_file_is_shipped():
@@ -74,7 +80,7 @@ def test_no_checkpoint_or_big_file_is_shipped():
         export_results.check_file(path)  # not a zip or pickle under a .json name
     # Each export lists exactly the files beside it, unchanged since it was written.
     exports = sorted(SHIPPED_RESULTS.glob("*/export.json"))
-    assert [p.parent.name for p in exports] == ["main", "sweep", "sweep-longer"]
+    assert [p.parent.name for p in exports] == ["main", "main-seeds", "sweep", "sweep-longer"]
     for record_path in exports:
         record = json.loads(record_path.read_text())
         held = {p.relative_to(record_path.parent).as_posix() for p in record_path.parent.rglob("*") if p.is_file()}
