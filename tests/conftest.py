@@ -7,6 +7,7 @@ import torch
 
 from segreg_lite.config import TrainConfig
 from segreg_lite.data import Data
+from segreg_lite.regnet import RegNet
 
 #: The smallest config that runs every method: tiny networks and schedules, one joint round.
 TINY_CONFIG = replace(TrainConfig().smoke(), features=4, reg_features=4, batch_size=2, n_atlas=2, n_tta=1, rounds=1)
@@ -33,6 +34,23 @@ def toy_data(n: int = 12, size: int = 32) -> Data:
         labels[i, 22:27, 4:28] = 2
     images = torch.where(labels == 1, 0.9, torch.where(labels == 2, 0.4, 0.0))[:, None].float()
     return Data(images, labels, [f"s{i}" for i in range(n)], ("background", "a", "b"), "toy")
+
+
+def rough_regnet(features: int = 4, levels: int = 3, *, std: float = 0.1, seed: int = 0, **kwargs) -> RegNet:
+    """A RegNet made after ``torch.manual_seed(seed)`` whose flow heads are drawn with ``std``
+    instead of starting at zero: its fields are not the identity from the start."""
+    torch.manual_seed(seed)
+    model = RegNet(features=features, levels=levels, **kwargs)
+    with torch.no_grad():
+        for head in model.heads:
+            head.weight.normal_(0, std)
+    return model
+
+
+@pytest.fixture(scope="session")
+def make_regnet():
+    """:func:`rough_regnet`: a registration network with random flow heads."""
+    return rough_regnet
 
 
 @pytest.fixture(scope="session")

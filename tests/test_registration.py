@@ -98,12 +98,8 @@ def test_bad_training_inputs_raise(kwargs, match):
                            num_classes=2, device="cpu", **kwargs)
 
 
-def test_register_batches_and_broadcasts():
-    torch.manual_seed(0)
-    model = RegNet(features=4, levels=3)
-    with torch.no_grad():
-        for head in model.heads:
-            head.weight.normal_(0, 0.1)
+def test_register_batches_and_broadcasts(make_regnet):
+    model = make_regnet()
     moving, fixed = torch.rand(5, 1, 32, 32), torch.rand(5, 1, 32, 32)
     whole = register(model, moving, fixed, batch_size=16)
     assert whole.shape == (5, 2, 32, 32)
@@ -140,12 +136,8 @@ def test_propagated_labels_of_an_identity_model_are_the_atlas_labels():
 
 
 
-def test_repeated_atlas_draws_count_as_often_as_drawn():
-    torch.manual_seed(1)
-    model = RegNet(features=4, levels=3)
-    with torch.no_grad():
-        for head in model.heads:
-            head.weight.normal_(0, 0.1)  # a non-identity field, so each pair's map differs
+def test_repeated_atlas_draws_count_as_often_as_drawn(make_regnet):
+    model = make_regnet(seed=1)  # a non-identity field, so each pair's map differs
     atlases, targets = torch.rand(3, 1, 32, 32), torch.rand(2, 1, 32, 32)
     labels = torch.randint(0, 4, (3, 32, 32))
     index = torch.tensor([[0, 0, 2, 0, 1], [2, 2, 2, 1, 2]])  # draws with replacement, as the pseudo-labels
@@ -182,17 +174,13 @@ def test_more_passes_compose_the_fields():
             register(model, images[:1], images[1:], passes=bad)
 
 
-def test_steps_lr_and_loss_settings_come_from_the_config():
+def test_steps_lr_and_loss_settings_come_from_the_config(make_regnet):
     images, labels = _blobs()
     runs = []
     for config, kwargs in ((_config(batch_size=2, reg_steps=2, reg_lr=1e-2), {}),
                            (_config(batch_size=2), dict(steps=2, lr=1e-2)),
                            (_config(batch_size=2, reg_steps=2, reg_lr=1e-2, reg_smoothness=2.0, label_weight=3.0), {})):
-        torch.manual_seed(0)
-        model = RegNet(features=4, levels=3)
-        with torch.no_grad():
-            for head in model.heads:
-                head.weight.normal_(0, 0.1)  # a rough field from the start, so the smoothness term is not 0
+        model = make_regnet()  # a rough field from the start, so the smoothness term is not 0
         runs.append(train_registration(model, images, [0, 1], config, labels=labels, num_classes=2, device="cpu", **kwargs))
     assert len(runs[0]["loss"]) == 2 and runs[0] == runs[1]
     # Step 0 sees the same fields: twice the smoothness weights give twice the term; the label weight scales the total.
@@ -210,14 +198,10 @@ def test_draw_atlases_with_replacement_from_the_annotated_set():
         draw_atlases([], 3, 5, g)
 
 
-def test_evaluate_registration_scores_the_fusion_of_propagate_labels():
+def test_evaluate_registration_scores_the_fusion_of_propagate_labels(make_regnet):
     """reg_only's scoring is the argmax of propagate_labels' fused map with the drawn atlases, and
     its folding the mean over every drawn atlas-to-target field."""
-    torch.manual_seed(0)
-    model = RegNet(features=4, levels=3)
-    with torch.no_grad():
-        for head in model.heads:
-            head.weight.normal_(0, 0.7)  # a large, rough field: about 1% of its pixels fold
+    model = make_regnet(std=0.7)  # a large, rough field: about 1% of its pixels fold
     y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     images = torch.stack([torch.exp(-((y - 16 + i % 3) ** 2 + (x - 12 - i) ** 2) / (40 + 5 * i))[None] for i in range(8)])
     labels = (images[:, 0] > 0.3).long() + (images[:, 0] > 0.7).long()  # (8, 32, 32): 3 classes

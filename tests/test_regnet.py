@@ -24,12 +24,9 @@ def test_output_shapes_fields_and_config_rebuilds(diffeomorphic):
     RegNet(**model.config).load_state_dict(model.state_dict())  # same architecture, key for key
 
 
-def test_total_field_is_upsampled_coarser_field_plus_residual():
-    torch.manual_seed(0)
-    model = RegNet(features=8, levels=3)
+def test_total_field_is_upsampled_coarser_field_plus_residual(make_regnet):
+    model = make_regnet(features=8)
     with torch.no_grad():
-        for head in model.heads:
-            head.weight.normal_(0, 0.1)
         out = model(*_pair())
     assert torch.equal(out.flows[0], out.residuals[0])
     for i in (1, 2):  # D_i = resize_flow(D_{i-1}) + r_i: the exact "2 * up(D)"
@@ -50,12 +47,9 @@ def test_starts_at_the_identity(kwargs):
     torch.testing.assert_close(warp(moving, out.flow), moving, atol=1e-3, rtol=0)
 
 
-def test_diffeomorphic_variant_does_not_fold_where_the_plain_one_does():
-    torch.manual_seed(0)
-    diffeo = RegNet(features=8, levels=3, diffeomorphic=True)
-    with torch.no_grad():  # large random heads: fields of several pixels with rough gradients
-        for head in diffeo.heads:
-            head.weight.normal_(0, 1.0)
+def test_diffeomorphic_variant_does_not_fold_where_the_plain_one_does(make_regnet):
+    # large random heads: fields of several pixels with rough gradients
+    diffeo = make_regnet(features=8, std=1.0, diffeomorphic=True)
     plain = RegNet(**{**diffeo.config, "diffeomorphic": False})
     plain.load_state_dict(diffeo.state_dict())
     pair = _pair(h=32, w=32)
