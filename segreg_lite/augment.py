@@ -74,3 +74,112 @@ def augment_batch(
     view = lambda t: t.view(b, 1, 1, 1).to(images.device, images.dtype)  # noqa: E731
     out = out.clamp(0, 1) ** view(gamma) * view(contrast) + view(bright) + noise.to(images.device, images.dtype)
     return out.clamp(0, 1), labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Strong views (UniMatch, Yang et al. CVPR 2023; CutMix, Yun et al. ICCV 2019): what the
+# semi-supervised learners of the field train their unannotated images through.
+
+
+@dataclass(frozen=True)
+class StrongConfig:
+    """Ranges of a strong view, after UniMatch's medical recipe (colour jitter with probability
+    0.8, Gaussian blur with probability 0.5, a CutMix box with probability 0.5), for grey-level
+    images in [0, 1] on a 128 grid (blur widths scale with the size)."""
+
+    jitter_prob: float = 0.8  # brightness, contrast and gamma jitter
+    brightness: float = 0.5  # multiplicative brightness, uniform in [1 - b, 1 + b]
+    contrast: float = 0.5  # contrast around the image mean, uniform in [1 - c, 1 + c]
+    gamma: float = 0.25  # log-gamma, uniform in +-
+    blur_prob: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 1.0)  # Gaussian blur std in pixels (per 128 px), uniform
+    cutmix_prob: float = 0.5
+    cutmix_area: tuple[float, float] = (0.02, 0.4)  # box area as a share of the image, uniform
+    cutmix_ratio: tuple[float, float] = (0.3, 1 / 0.3)  # box aspect ratio, log-uniform
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image of x (B, 1, H, W) with its own Gaussian std ``sigma`` (B,) in pixels."""
+    radius = max(1, int(math.ceil(3 * float(sigma.max()))))
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1).to(x)) ** 2)  # (B, 2r+1)
+    kernel = kernel / kernel.sum(1, keepdim=True)
+    b = x.shape[0]
+    # Separable, one kernel per image: images become channels of one grouped convolution.
+    y = F.pad(x.transpose(0, 1), (radius, radius, radius, radius), mode="replicate")  # (1, B, H+2r, W+2r)
+    y = F.conv2d(y, kernel.view(b, 1, 1, -1), groups=b)
+    y = F.conv2d(y, kernel.view(b, 1, -1, 1), groups=b)
+    return y.transpose(0, 1)
+
+
+def perturb_intensity(images: torch.Tensor, generator: torch.Generator, cfg: StrongConfig | None = None) -> torch.Tensor:
+    """The photometric half of a strong view: per image, with its probability each, brightness,
+    contrast and gamma jitter, then Gaussian blur. images (B, 1, H, W) in [0, 1] -> same shape."""
+    cfg = cfg or StrongConfig()
+    b, _, h, w = images.shape
+    g = generator
+    uniform = lambda lo, hi: lo + (hi - lo) * torch.rand(b, generator=g)  # noqa: E731
+    jitter = torch.rand(b, generator=g) < cfg.jitter_prob
+    bright = torch.where(jitter, uniform(1 - cfg.brightness, 1 + cfg.brightness), torch.ones(b))
+    contrast = torch.where(jitter, uniform(1 - cfg.contrast, 1 + cfg.contrast), torch.ones(b))
+    gamma = torch.where(jitter, torch.exp(uniform(-cfg.gamma, cfg.gamma)), torch.ones(b))
+    blur = torch.rand(b, generator=g) < cfg.blur_prob
+    sigma = uniform(*cfg.blur_sigma) * max(h, w) / 128
+    view = lambda t: t.view(b, 1, 1, 1).to(images.device, images.dtype)  # noqa: E731
+    x = images.clamp(0, 1) ** view(gamma) * view(bright)
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = ((x - mean) * view(contrast) + mean).clamp(0, 1)
+    if bool(blur.any()):
+        x = torch.where(view(blur).bool(), _gaussian_blur(x, torch.where(blur, sigma, torch.ones(b))), x)
+    return x
+
+
+def cutmix_boxes(n: int, shape_hw: tuple[int, int], generator: torch.Generator, cfg: StrongConfig | None = None) -> torch.Tensor:
+    """``n`` CutMix masks (n, H, W) bool: each, with probability ``cutmix_prob``, one random box
+    whose area and aspect ratio are drawn from the config's ranges (all False otherwise)."""
+    cfg = cfg or StrongConfig()
+    h, w = shape_hw
+    g = generator
+    use = torch.rand(n, generator=g) < cfg.cutmix_prob
+    area = (cfg.cutmix_area[0] + (cfg.cutmix_area[1] - cfg.cutmix_area[0]) * torch.rand(n, generator=g)) * h * w
+    lo, hi = math.log(cfg.cutmix_ratio[0]), math.log(cfg.cutmix_ratio[1])
+    ratio = torch.exp(lo + (hi - lo) * torch.rand(n, generator=g))
+    bh = torch.sqrt(area / ratio).round().clamp(1, h).long()
+    bw = torch.sqrt(area * ratio).round().clamp(1, w).long()
+    top = (torch.rand(n, generator=g) * (h - bh + 1).float()).long()
+    left = (torch.rand(n, generator=g) * (w - bw + 1).float()).long()
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    box = ((rows >= top.view(n, 1, 1)) & (rows < (top + bh).view(n, 1, 1))
+           & (cols >= left.view(n, 1, 1)) & (cols < (left + bw).view(n, 1, 1)))
+    return box & use.view(n, 1, 1)
+
+
+def mix(a: torch.Tensor, b: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """``b`` inside the boxes (n, H, W), ``a`` elsewhere; a and b (n, ..., H, W) alike."""
+    shape = (box.shape[0],) + (1,) * (a.ndim - 3) + tuple(box.shape[1:])
+    return torch.where(box.view(shape).to(a.device), b, a)
+
+
+def strong_view(images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, cfg: StrongConfig | None = None,
+                *, partner: torch.Tensor | None = None, weights: torch.Tensor | None = None):
+    """A strong view of a batch and its targets: photometric perturbation of every image, then a
+    CutMix box pasted from a partner image of the same batch, with the partner's target (and
+    weight) inside the box.
+
+    images (B, 1, H, W) in [0, 1]; targets (B, K, H, W) soft maps or (B, H, W) labels; weights
+    None or (B, H, W). ``partner`` (B,) indices into the batch (default: a random permutation).
+    Returns ``(images, targets, weights)``, new tensors of the same shapes.
+    """
+    cfg = cfg or StrongConfig()
+    b = images.shape[0]
+    if targets.shape[0] != b or targets.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"strong_view: targets {tuple(targets.shape)} do not match images {tuple(images.shape)}")
+    x = perturb_intensity(images, generator, cfg)
+    if partner is None:
+        partner = torch.randperm(b, generator=generator)
+    box = cutmix_boxes(b, tuple(images.shape[-2:]), generator, cfg)
+    partner = partner.to(images.device)
+    x = mix(x, x[partner], box)
+    y = mix(targets, targets[partner], box)
+    w = None if weights is None else mix(weights, weights[partner], box)
+    return x, y, w

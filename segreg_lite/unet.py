@@ -148,20 +148,37 @@ class UNet(nn.Module):
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"UNet input contains NaN or inf (shape {tuple(x.shape)})")
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: (B, in_channels, H, W) -> logits (B, num_classes, H, W)."""
+    def _encode(self, x: Tensor) -> list[Tensor]:
+        """The encoder's features, finest first; the last is the bottleneck."""
         self._check_input(x)
-        skips: list[Tensor] = []
+        feats: list[Tensor] = []
         for i, block in enumerate(self.encoder):
             if i > 0:
                 x = self.pool(x)  # (B, C, H / 2**i, W / 2**i)
             x = block(x)
-            skips.append(x)
-        skips.pop()  # the bottleneck output is x itself, not a skip
-        for up, block in zip(self.upsample, self.decoder):
+            feats.append(x)
+        return feats
+
+    def _decode(self, feats: list[Tensor]) -> Tensor:
+        skips, x = feats[:-1], feats[-1]
+        for up, block, skip in zip(self.upsample, self.decoder, reversed(skips)):
             x = up(x)  # (B, C, 2h, 2w), C halved
-            x = block(torch.cat([x, skips.pop()], dim=1))  # (B, 2C, 2h, 2w) -> (B, C, 2h, 2w)
+            x = block(torch.cat([x, skip], dim=1))  # (B, 2C, 2h, 2w) -> (B, C, 2h, 2w)
         return self.head(x)  # (B, K, H, W)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, in_channels, H, W) -> logits (B, num_classes, H, W)."""
+        return self._decode(self._encode(x))
+
+    def forward_perturbed(self, x: Tensor, p: float = 0.5) -> tuple[Tensor, Tensor]:
+        """UniMatch's feature perturbation (Yang et al., CVPR 2023): one encoder pass, then the
+        decoder on the features as they are and on a copy with channel dropout ``p`` at every
+        level (applied in train and eval mode alike). Returns ``(logits, perturbed logits)``."""
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"feature dropout must be in [0, 1), got {p!r}")
+        feats = self._encode(x)
+        both = [torch.cat([f, nn.functional.dropout2d(f, p, training=True)]) for f in feats]
+        return self._decode(both).chunk(2)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:

@@ -71,3 +71,15 @@ def test_bad_inputs_raise(x, match):
 def test_bad_constructor_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         UNet(**kwargs)
+
+
+def test_perturbed_forward_shares_the_encoder_and_drops_features():
+    torch.manual_seed(0)
+    model = UNet(num_classes=3, features=4, dropout=0.0).eval()
+    x = torch.rand(2, 1, 32, 32)
+    clean, same = model.forward_perturbed(x, 0.0)
+    assert torch.allclose(clean, model(x), atol=1e-6) and torch.allclose(same, clean, atol=1e-6)
+    clean, perturbed = model.forward_perturbed(x, 0.5)  # dropout applies in eval mode too
+    assert torch.allclose(clean, model(x), atol=1e-6) and not torch.allclose(perturbed, clean, atol=1e-3)
+    with pytest.raises(ValueError, match="feature dropout"):
+        model.forward_perturbed(x, 1.0)
