@@ -1,7 +1,7 @@
 """The methods of the comparison, one registry entry each, in the order of the results table.
 
 Every method is a function ``run(data, split, config, folder)`` in the module of its idea
-(:mod:`segreg_lite.supervised`, :mod:`segreg_lite.meanteacher`, :mod:`segreg_lite.registration`,
+(:mod:`segreg_lite.supervised`, :mod:`segreg_lite.meanteacher`, :mod:`segreg_lite.unimatch`, :mod:`segreg_lite.registration`,
 :mod:`segreg_lite.joint`) that returns its test metrics (``dice``, ``hd``, ``hd95``, per-class
 lists; a joint method adds its round ``history``). ``folder`` is the run
 (:class:`segreg_lite.experiment.Run`): its seed, device, log, the pre-trained models that
@@ -17,6 +17,7 @@ from segreg_lite.joint import run_joint, run_joint_reg, run_joint_seg
 from segreg_lite.meanteacher import run_mean_teacher
 from segreg_lite.registration import run_reg_only
 from segreg_lite.supervised import run_supervised, run_supervised_aug, run_upper_bound
+from segreg_lite.unimatch import run_unimatch
 
 
 class Method(NamedTuple):
@@ -33,6 +34,8 @@ METHODS: dict[str, Method] = {
     "supervised": Method("U-Net, annotated images only, no augmentation", run_supervised),
     "supervised_aug": Method("U-Net, annotated images only, with augmentation", run_supervised_aug),
     "mean_teacher": Method("Mean Teacher (EMA teacher, softmax consistency)", run_mean_teacher),
+    "unimatch": Method("UniMatch (weak-to-strong consistency, feature perturbation)", run_unimatch,
+                       pseudo_labels=True),
     "reg_only": Method("multi-atlas registration, no segmenter", run_reg_only, registers=True),
     "joint_seg": Method("joint method, segmentation masks only", run_joint_seg, registers=True, pseudo_labels=True),
     "joint_reg": Method("joint method, registration masks only", run_joint_reg, registers=True, pseudo_labels=True),
@@ -40,7 +43,7 @@ METHODS: dict[str, Method] = {
     "upper_bound": Method("U-Net, 100% of the labels", run_upper_bound),
 }
 #: What ``segreg-lite run`` (and the README's main command) runs by default.
-DEFAULT_METHODS: tuple[str, ...] = ("supervised_aug", "mean_teacher", "reg_only", "joint")
+DEFAULT_METHODS: tuple[str, ...] = ("supervised_aug", "unimatch", "reg_only", "joint")
 #: The joint method's ablations (pseudo-labels from one source only): the rounds chapter's.
 ABLATIONS: tuple[str, ...] = ("joint_seg", "joint_reg")
 

@@ -5,7 +5,7 @@ import pytest
 
 from segreg_lite.config import CPU_PSEUDO, PAPER_REG_WEIGHTS, PRESETS, TrainConfig, get_preset, reg_weights
 
-LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "rounds", "batch_size")
+LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "rounds", "batch_size", "um_steps")
 
 
 def test_presets_exist():
@@ -17,7 +17,8 @@ def test_presets_exist():
     assert (paper.n_tta, paper.n_atlas, paper.confidence_weight) == (4, 5, False)  # the paper's pseudo-labels
     assert quick.n_tta == 9 and quick.confidence_weight  # the CPU presets lean on the segmenter
     sweep = get_preset("sweep")
-    assert all(getattr(sweep, k) <= getattr(quick, k) for k in LENGTHS) and sweep.n_tta == 9
+    # quick skips the rounds' registration phase; the sweep (shipped before that) keeps it
+    assert all(getattr(sweep, k) <= getattr(quick, k) for k in LENGTHS if k != "reg_round_steps") and sweep.n_tta == 9
 
 
 def test_paper_preset_needs_sizes():
@@ -86,3 +87,21 @@ def test_dict_round_trip_and_unknown_keys():
     assert TrainConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig.from_dict({**c.to_dict(), "learning_rate": 0.1})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(appearance="histogram"), "unknown appearance mode 'histogram'"),
+    (dict(annotated_share=0.5, pair_share=0.5), "shares .* sum to one"),
+    (dict(um_threshold=1.0), r"um_threshold .* \(0, 1\)"),
+    (dict(um_threshold=0.0), r"um_threshold .* \(0, 1\)"),
+    (dict(um_feature_dropout=1.0), "um_feature_dropout"),
+])
+def test_new_options_refuse_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_quick_preset_learns_through_strong_views_without_a_registration_phase():
+    quick = get_preset("quick")
+    assert quick.strong_views and quick.reg_round_steps == 0 and quick.um_steps > 0
+    assert quick.smoke().reg_round_steps == 0  # smoke mode keeps the skipped phase skipped

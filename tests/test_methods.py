@@ -14,5 +14,5 @@ def test_check_methods_orders_and_refuses_unknown_names():
 def test_the_registry():
     assert all(isinstance(m, Method) and m.description and callable(m.run) for m in METHODS.values())
     assert set(DEFAULT_METHODS) | set(ABLATIONS) <= set(METHODS)
-    assert {n for n, m in METHODS.items() if m.pseudo_labels} == {"joint", "joint_seg", "joint_reg"}
+    assert {n for n, m in METHODS.items() if m.pseudo_labels} == {"unimatch", "joint", "joint_seg", "joint_reg"}
     assert {n for n, m in METHODS.items() if m.registers} == {"reg_only", "joint", "joint_seg", "joint_reg"}
