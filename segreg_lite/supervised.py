@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segreg_lite.augment import AugmentConfig, augment_batch
+from segreg_lite.augment import AugmentConfig, augment_batch, strong_view
 from segreg_lite.checks import as_soft, check_images, check_indices
 from segreg_lite.config import TrainConfig
 from segreg_lite.losses import segmentation_loss
@@ -45,6 +45,7 @@ def train_segmenter(
     lr: float | None = None,
     weights: torch.Tensor | None = None,
     augment: AugmentConfig | None = None,
+    strong: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -59,11 +60,20 @@ def train_segmenter(
     pre-training's ``seg_steps`` and ``seg_lr`` (a joint round passes its own). Batches are drawn
     with replacement (seeded), so one annotated image still fills a batch. Adam with a cosine
     decay of ``lr`` to zero over ``steps``. The model is left in eval mode.
+
+    strong: optional (N,) bool, the images learnt through strong views
+    (:func:`segreg_lite.augment.strong_view`, after the standard augmentation): each such image
+    of a batch gets a photometric perturbation and, with probability 0.5, a CutMix box pasted from
+    another image of the batch, whose target (and weight) comes with it (the joint rounds' strong
+    views of their pseudo-labelled images; with annotated partners this is BCP's copy-paste).
     """
     check_images(images)
     indices = check_indices(indices, images.shape[0], empty=False)
     if labels.shape[0] != images.shape[0] or labels.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"labels {tuple(labels.shape)} do not match images {tuple(images.shape)}")
+    if strong is not None and (strong.dtype != torch.bool or tuple(strong.shape) != (images.shape[0],)):
+        raise ValueError(f"strong must be a bool tensor ({images.shape[0]},), one flag per image; got "
+                         f"{strong.dtype} {tuple(strong.shape)}")
     steps = config.seg_steps if steps is None else steps
     device = as_device(device)
     num_classes = model.config["num_classes"]
@@ -79,6 +89,8 @@ def train_segmenter(
         w = None if weights is None else weights[pick].to(device)
         if aug_cfg is not None:
             x, y = augment_batch(x, y, gen, aug_cfg)
+        if strong is not None:
+            x, y, w = _strong(x, y, w, strong[pick].to(device), gen)
         with autocast(device, config.amp):
             logits = model(x.contiguous(memory_format=torch.channels_last))
         loss = segmentation_loss(logits.float(), y, soft_ce=config.soft_ce, weight=w)
@@ -89,6 +101,16 @@ def train_segmenter(
                   progress=progress, callback=callback)
     model.eval()
     return history
+
+
+def _strong(x, y, w, flags, gen):
+    """Strong views of the flagged images of a batch (x, soft targets y, weights w or None); the
+    others pass unchanged. A flagged image's CutMix partner is any image of the batch."""
+    if not bool(flags.any()):
+        return x, y, w
+    xs, ys, ws = strong_view(x, y, gen, weights=w)
+    keep = lambda a, b: torch.where(flags.view((-1,) + (1,) * (a.ndim - 1)), b, a)  # noqa: E731
+    return keep(x, xs), keep(y, ys), None if w is None else keep(w, ws)
 
 
 def pretrain_segmenter(seg: nn.Module, images: torch.Tensor, labels: torch.Tensor, split: "Split", config: TrainConfig, *,
