@@ -1,6 +1,6 @@
 """Benchmark: joint round schedules, each from the same pre-trained models of a finished run.
 
-    python benchmarks/bench_joint.py results/main [--variant KEY=VALUE[,KEY=VALUE...]] ...
+    python benchmarks/bench_joint.py RUN [RUN ...] [--variant KEY=VALUE[,KEY=VALUE...]] ...
         [--subjects 300] [--data-seed 0] [--mode combined] [--device cpu]
 
 Reads the split, seed, config and the two pre-trained models of a ``segreg-lite run`` folder on
@@ -14,8 +14,12 @@ images (the mask used, and the registration and segmentation masks alone), the r
 network's multi-atlas Dice on the test subjects, then the gain of the last round over round 0
 (the pre-trained segmenter, i.e. the ``supervised_aug`` baseline) and the minutes it took. So a
 question such as "would longer rounds or a higher learning rate help on this seed?" is answered
-from one command, at the cost of the rounds alone. After Li et al. (arXiv 2502.03229). Nothing is
-asserted.
+from one command, at the cost of the rounds alone. Given several run folders (one per seed), it
+ends with one row per variant over the seeds: each seed's last test Dice, the mean +- std of the
+gain and of the registration's change from round 0: the ablation table of the "beyond the paper"
+chapter. The run's own rounds ("as run") are read from its results file when it holds them (the
+rounds are seeded, so a rerun gives the same numbers). After Li et al. (arXiv 2502.03229).
+Nothing is asserted.
 """
 from __future__ import annotations
 
@@ -27,10 +31,12 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from segreg_lite.checkpoint import load_checkpoint
 from segreg_lite.config import TrainConfig
 from segreg_lite.data import load_data
-from segreg_lite.io import read_json
+from segreg_lite.io import read_json, write_json
 from segreg_lite.joint import train_joint
 from segreg_lite.pseudo import MODES
 from segreg_lite.splits import Split
@@ -39,7 +45,7 @@ from segreg_lite.splits import Split
 #: are fixed by the run's checkpoints.
 ROUND_FIELDS = ("rounds", "seg_round_lr", "seg_round_steps", "reg_round_lr", "reg_round_steps", "batch_size",
                 "augment", "soft_ce", "local_ncc", "reg_smoothness", "reg_passes", "label_weight", "n_atlas", "n_tta",
-                "confidence_weight", "annotated_share", "amp")
+                "confidence_weight", "annotated_share", "strong_views", "pair_share", "appearance", "amp")
 
 #: Per round: the history key and its column title.
 COLUMNS = (("test_dice", "test Dice"), ("pseudo_dice", "pseudo-labels"), ("pseudo_dice_reg", "reg masks"),
@@ -70,7 +76,7 @@ def parse_variant(text: str, base: TrainConfig) -> dict[str, Any]:
             else:
                 changes[key] = kinds[key](value)
         except ValueError:
-            kind = {bool: "true or false", int: "a whole number", float: "a number"}[kinds[key]]
+            kind = {bool: "true or false", int: "a whole number", float: "a number", str: "a word"}[kinds[key]]
             raise SystemExit(f"--variant {text!r}: {key} takes {kind}, got {value!r}") from None
     if not changes:
         raise SystemExit(f"--variant {text!r}: name at least one KEY=VALUE")
@@ -91,49 +97,91 @@ def load_run(folder: Path) -> tuple[Split, TrainConfig, int, dict[str, Path]]:
     return Split.from_dict(spec["split"]), TrainConfig.from_dict(spec["config"]), int(spec["seed"]), ckpts
 
 
+def _held_history(folder: Path, config: TrainConfig, mode: str) -> list[dict] | None:
+    """The round history of the run's own joint method when its results hold one made with
+    ``config`` (the same numbers a rerun gives: the rounds are seeded), else None."""
+    name = {"combined": "joint", "reg": "joint_reg", "seg": "joint_seg"}[mode]
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    results = read_json(path, "results file")
+    held = results.get("methods", {}).get(name, {})
+    if results.get("config") != config.to_dict() or "history" not in held:
+        return None
+    return held["history"]
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", type=Path, help="a finished segreg-lite run folder on the default cohort")
+    p.add_argument("runs", type=Path, nargs="+", help="finished segreg-lite run folders on the default cohort (one per seed)")
     p.add_argument("--variant", action="append", default=[], help="KEY=VALUE[,KEY=VALUE...] of the round settings")
     p.add_argument("--subjects", type=int, default=300)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
     p.add_argument("--mode", default="combined", choices=MODES, help="which masks the pseudo-labels average")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--json", type=Path, help="also write the table over seeds to this JSON file (atomically)")
     args = p.parse_args(argv)
-    split, base, seed, ckpts = load_run(args.run)
-    variants = [("as run", {})] + [(text, parse_variant(text, base)) for text in args.variant]
+    runs = [(folder, *load_run(folder)) for folder in args.runs]
+    names = ["as run"] + list(args.variant)
+    changes_of = {text: parse_variant(text, runs[0][2]) for text in args.variant}
     data = load_data("cohort", n_subjects=args.subjects, seed=args.data_seed, size=args.size)
-    if split.n_subjects != len(data.images):
-        raise SystemExit(f"{args.run} was run on {split.n_subjects} subjects, not this cohort's {len(data.images)}")
-    seg0, reg0 = (load_checkpoint(ckpts[w]).models[w].eval() for w in ("seg", "reg"))
-    print(f"{args.run}: {data.description}; seed {seed}, {len(split.annotated)} annotated, "
-          f"{len(split.unannotated)} unannotated, {len(split.test)} test images; {args.mode} pseudo-labels\n"
-          "Mean Dice over the foreground classes: the segmenter on the test images; the pseudo-labels, and the "
-          "registration and segmentation masks alone, on the unannotated images; multi-atlas registration on "
-          "the test images", flush=True)
-    ends = []
-    for name, changes in variants:
-        config = replace(base, **changes)
-        start = time.perf_counter()
-        result = train_joint(data.images, data.labels, split, config, mode=args.mode, seed=seed,
-                             num_classes=data.num_classes, segmenter=copy.deepcopy(seg0), regnet=copy.deepcopy(reg0),
-                             device=args.device)
-        minutes = (time.perf_counter() - start) / 60
-        h = result.history
-        print(f"\n{name}: {config.rounds} round(s) of {config.seg_round_steps} segmenter steps at lr "
-              f"{config.seg_round_lr:g} and {config.reg_round_steps} registration steps at lr {config.reg_round_lr:g}")
-        print("round | " + " | ".join(title for _, title in COLUMNS))
-        print(" | ".join(["---"] * (len(COLUMNS) + 1)))
-        for e in h:
-            print(f"{e['round']} | " + " | ".join(f"{e[key]:.4f}" for key, _ in COLUMNS))
-        gain = h[-1]["test_dice"] - h[0]["test_dice"]
-        print(f"gain of the last round's segmenter over round 0: {gain:+.4f} test Dice, in {minutes:.1f} min", flush=True)
-        ends.append((name, h[-1]["test_dice"], gain, minutes))
-    print("\nvariant | last test Dice | gain over round 0 | minutes")
-    print("--- | --- | --- | ---")
-    for name, dice, gain, minutes in ends:
-        print(f"{name} | {dice:.4f} | {gain:+.4f} | {minutes:.1f}")
+    # variant -> per run: (last test Dice, gain over round 0, registration change, minutes or None)
+    ends: dict[str, list[tuple[float, float, float, float | None]]] = {name: [] for name in names}
+    curves: dict[str, list[list[float]]] = {name: [] for name in names}  # test Dice per round, per run
+    for folder, split, base, seed, ckpts in runs:
+        if split.n_subjects != len(data.images):
+            raise SystemExit(f"{folder} was run on {split.n_subjects} subjects, not this cohort's {len(data.images)}")
+        seg0, reg0 = (load_checkpoint(ckpts[w]).models[w].eval() for w in ("seg", "reg"))
+        print(f"{folder}: {data.description}; seed {seed}, {len(split.annotated)} annotated, "
+              f"{len(split.unannotated)} unannotated, {len(split.test)} test images; {args.mode} pseudo-labels\n"
+              "Mean Dice over the foreground classes: the segmenter on the test images; the pseudo-labels, and the "
+              "registration and segmentation masks alone, on the unannotated images; multi-atlas registration on "
+              "the test images", flush=True)
+        for name in names:
+            config = replace(base, **changes_of.get(name, {}))
+            start = time.perf_counter()
+            h = _held_history(folder, config, args.mode) if name == "as run" else None
+            minutes = None
+            if h is None:
+                result = train_joint(data.images, data.labels, split, config, mode=args.mode, seed=seed,
+                                     num_classes=data.num_classes, segmenter=copy.deepcopy(seg0),
+                                     regnet=copy.deepcopy(reg0), device=args.device)
+                h, minutes = result.history, (time.perf_counter() - start) / 60
+            print(f"\n{name}{' (the run’s own rounds, read from its results)' if minutes is None else ''}: "
+                  f"{config.rounds} round(s) of {config.seg_round_steps} segmenter steps at lr {config.seg_round_lr:g} "
+                  f"and {config.reg_round_steps} registration steps at lr {config.reg_round_lr:g}")
+            print("round | " + " | ".join(title for _, title in COLUMNS))
+            print(" | ".join(["---"] * (len(COLUMNS) + 1)))
+            for e in h:
+                print(f"{e['round']} | " + " | ".join(f"{e[key]:.4f}" for key, _ in COLUMNS))
+            gain = h[-1]["test_dice"] - h[0]["test_dice"]
+            took = "" if minutes is None else f", in {minutes:.1f} min"
+            print(f"gain of the last round's segmenter over round 0: {gain:+.4f} test Dice{took}", flush=True)
+            ends[name].append((h[-1]["test_dice"], gain, h[-1]["reg_dice"] - h[0]["reg_dice"], minutes))
+            curves[name].append([e["test_dice"] for e in h])
+    seeds = ", ".join(str(r[3]) for r in runs)
+    print(f"\nOver seeds {seeds}: the last round's test Dice per seed; its gain over round 0 (the supervised_aug "
+          "baseline) and the change of the registration's test Dice from round 0, mean +- std over seeds "
+          "(population std); minutes per run")
+    print("variant | last test Dice | gain over round 0 | registration change | minutes")
+    print("--- | --- | --- | --- | ---")
+    for name in names:
+        rows = ends[name]
+        dice = ", ".join(f"{r[0]:.4f}" for r in rows)
+        gains, regs = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+        mins = [r[3] for r in rows if r[3] is not None]
+        took = f"{np.mean(mins):.1f}" if mins else "-"
+        print(f"{name} | {dice} | {gains.mean():+.4f} +- {gains.std():.4f} | {regs.mean():+.4f} +- {regs.std():.4f} | {took}")
+    if args.json is not None:
+        write_json(args.json, {
+            "runs": [str(r[0]) for r in runs], "seeds": [r[3] for r in runs], "mode": args.mode,
+            "config": runs[0][2].to_dict(),
+            "variants": [{"name": name, "changes": changes_of.get(name, {}), "test_dice": [r[0] for r in ends[name]],
+                          "gain": [r[1] for r in ends[name]], "reg_change": [r[2] for r in ends[name]],
+                          "minutes": [r[3] for r in ends[name]], "test_dice_per_round": curves[name]}
+                         for name in names]})
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

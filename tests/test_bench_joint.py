@@ -1,5 +1,6 @@
 """The round-schedule benchmark: its variants, its errors, and a run from a finished run's models."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,27 @@ def test_schedules_from_a_finished_run(tmp_path, capsys, monkeypatch, make_data,
     monkeypatch.setattr(bench, "load_data", lambda *a, **k: data)  # the toy data stand in for the cohort
     bench.main([str(tmp_path / "run"), "--subjects", str(len(data.images)), "--variant", "rounds=2,seg_round_lr=1e-3"])
     out = capsys.readouterr().out
-    # The run's own schedule (one round) and the variant (two), each from round 0, then the table.
-    assert "as run: 1 round(s)" in out and "rounds=2,seg_round_lr=1e-3: 2 round(s)" in out
+    # The run's own schedule (one round, read from its results) and the variant (two), each from
+    # round 0, then the table over the runs.
+    assert "as run (the run’s own rounds, read from its results): 1 round(s)" in out
+    assert "rounds=2,seg_round_lr=1e-3: 2 round(s)" in out
     assert out.count("\n0 | ") == 2 and out.count("\n2 | ") == 1
     last = out.splitlines()[-2:]
     assert last[0].startswith("as run | ") and last[1].startswith("rounds=2,seg_round_lr=1e-3 | ")
+    held = json.loads((tmp_path / "run" / "results.json").read_text())["methods"]["joint"]["history"]
+    assert last[0].split(" | ")[1] == f"{held[-1]['test_dice']:.4f}"
+
+
+def test_the_table_over_seeds_and_a_recomputed_as_run(tmp_path, capsys, monkeypatch, make_data, tiny_config):
+    data = make_data()
+    for s in (0, 1):
+        run_experiment(data, tmp_path / f"s{s}", methods=["supervised_aug", "reg_only"], fraction=0.2, seed=s,
+                       config=tiny_config, device="cpu", progress=False)
+    monkeypatch.setattr(bench, "load_data", lambda *a, **k: data)
+    bench.main([str(tmp_path / "s0"), str(tmp_path / "s1"), "--subjects", str(len(data.images)),
+                "--variant", "strong_views=true,pair_share=0.25,appearance=none"])
+    out = capsys.readouterr().out
+    assert "as run: 1 round(s)" in out and "read from its results" not in out  # no joint held: computed
+    assert "Over seeds 0, 1" in out
+    row = out.splitlines()[-1].split(" | ")
+    assert row[0] == "strong_views=true,pair_share=0.25,appearance=none" and len(row[1].split(", ")) == 2
