@@ -38,9 +38,9 @@ from segreg_lite import __version__
 
 
 def _cohort(args: argparse.Namespace) -> int:
-    from segreg_lite.runfolder import make_folder
+    from segreg_lite.runfolder import check_out, make_folder
 
-    out = Path(args.out)
+    out = check_out(args.out, "--out")
     created = make_folder(out, probe=True)  # an output folder that cannot be written fails before the work
     try:
         return _write_cohort(args, out)
@@ -96,8 +96,10 @@ def _run(args: argparse.Namespace) -> int:
     from segreg_lite.experiment import check_seed, resolve_run, run_experiment
     from segreg_lite.methods import check_methods
     from segreg_lite.report import format_table
+    from segreg_lite.runfolder import check_out
     from segreg_lite.train import check_device
 
+    check_out(args.out, "--out")
     methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
     check_seed(args.seed)
     check_device(args.device)  # before the data is made: a typo should not cost minutes
@@ -136,9 +138,11 @@ def _numbers(text: str, kind: type) -> list:
 def _sweep(args: argparse.Namespace) -> int:
     from segreg_lite.data import load_data
     from segreg_lite.report import format_sweep
+    from segreg_lite.runfolder import check_out
     from segreg_lite.sweep import collect_sweep, plan_sweep, run_sweep
     from segreg_lite.train import check_device
 
+    check_out(args.out, "--out")
     start = time.perf_counter()
     fractions, seeds = _numbers(args.fractions, float), _numbers(args.seeds, int)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

@@ -35,7 +35,7 @@ from segreg_lite.config import TrainConfig, get_preset
 from segreg_lite.data import Data
 from segreg_lite.methods import DEFAULT_METHODS, METHODS, check_methods
 from segreg_lite.report import results_csv
-from segreg_lite.runfolder import RunFolder, data_digest, differences, fingerprint
+from segreg_lite.runfolder import RunFolder, check_out, data_digest, differences, fingerprint
 from segreg_lite.splits import Split, make_split
 from segreg_lite.train import check_device, new_models
 
@@ -207,8 +207,10 @@ def run_experiment(
     settings, or files that are not a run's, is a ValueError unless ``overwrite``, which removes
     the files segreg-lite wrote there (and refuses if any other file is present). A second run
     into a folder in use fails at once (:class:`segreg_lite.runfolder.FolderBusy`). Settings,
-    device and slice size are checked before anything is written.
+    device, slice size and ``out`` (an empty one would be the current folder) are checked before
+    anything is written.
     """
+    check_out(out, "out")
     methods = check_methods(methods)
     split, config = resolve_run(data, fraction=fraction, seed=seed, preset=preset, config=config, smoke=smoke)
     seed = int(seed)

@@ -1,12 +1,15 @@
 """Atomic file writing and checked JSON reading: no file is ever left half-written or misread.
 
 Every writer goes through :func:`atomic_path`: the data goes to a temporary file in the same
-folder (``.<name>.<random>.tmp``), flushed to disk, which replaces the target only once it is
-complete (``os.replace`` is atomic on POSIX and Windows), so a killed run leaves either the old
-file or the new one, never a torn one. A process killed in the middle of a write (SIGKILL, power
-cut) can leave the temporary file behind; :func:`is_temp_name` recognises such leftovers so that
-the next run can remove them (:class:`segreg_lite.runfolder.RunFolder` does). :func:`read_json`
-names the file in every error, so a damaged results file is never a bare ``Expecting value``.
+folder (``.<name>.<random>.segreg-lite.tmp``), flushed to disk, which replaces the target only
+once it is complete (``os.replace`` is atomic on POSIX and Windows), so a killed run leaves either
+the old file or the new one, never a torn one. A process killed in the middle of a write (SIGKILL,
+power cut) can leave the temporary file behind; :func:`temp_target` recognises such leftovers so
+that the next run can remove them (:class:`segreg_lite.runfolder.RunFolder` does, for files it
+wrote). The ``segreg-lite`` marker is what makes them recognisable: a bare ``.<x>.<y>.tmp`` is
+also what editors and other programs name their own files (``.thesis.autosave.tmp``), which are
+never ours to delete. :func:`read_json` names the file in every error, so a damaged results file
+is never a bare ``Expecting value``.
 """
 from __future__ import annotations
 
@@ -18,13 +21,22 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-#: Names of atomic_path's temporary files: ``.<target name>.<mkstemp's random part>.tmp``.
-_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+#: The end of atomic_path's temporary names, the marker that tells them from anyone else's.
+TEMP_SUFFIX = ".segreg-lite.tmp"
+#: Names of atomic_path's temporary files: ``.<target name>.<mkstemp's random part>.segreg-lite.tmp``.
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{6,}" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def temp_target(name: str) -> str | None:
+    """The name of the file that ``name`` was a temporary file of, if ``name`` is one of
+    :func:`atomic_path`'s (a killed write's leftover); None for any other name."""
+    m = _TEMP_NAME.match(name)
+    return m.group("target") if m else None
 
 
 def is_temp_name(name: str) -> bool:
     """Whether ``name`` is a temporary file of :func:`atomic_path` (a killed write's leftover)."""
-    return bool(_TEMP_NAME.match(name))
+    return temp_target(name) is not None
 
 
 def _fsync(path: Path) -> None:
@@ -38,7 +50,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)

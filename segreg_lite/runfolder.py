@@ -8,21 +8,33 @@ After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and
     methods/<m>.json   each finished method's results, carrying its fingerprint
     checkpoints/*.pt   pre-trained models and joint runs (one file each, rewritten per round)
     results.json, results.csv
-    .segreg-lite.lock  present while a run writes here
+    .segreg-lite.lock  present while a run writes here, holding its process id
 
 What :class:`RunFolder` guarantees:
 
-- **One writer.** ``with RunFolder(path):`` takes an OS file lock (``fcntl.flock``) on the lock
-  file; the kernel releases it when the process ends, however it ends. A second run into a busy
-  folder fails at once with :class:`FolderBusy`, naming the holder's process id.
+- **One writer.** ``with RunFolder(path):`` takes an OS lock (``fcntl.flock``) on the folder
+  itself, through a file descriptor of the directory, and one on the lock file; the kernel
+  releases both when the process ends, however it ends. A second run into a busy folder fails at
+  once with :class:`FolderBusy`, naming the holder's process id. The folder's own lock is what
+  makes this hold when the lock file is deleted by hand (``rm .segreg-lite.lock``): a lock on a
+  file is lost with its name, and a second run would then take a fresh file and, with
+  ``overwrite``, wipe a live run's results. Deleting a file in the folder leaves the folder (and
+  its lock) in place, so a live run keeps it. The lock file remains, to name the holder and for
+  filesystems that refuse locks on directories (some network filesystems; Windows, where an
+  open file cannot be deleted anyway). It is opened without following a symbolic link and must
+  be a plain file with one name, so a planted link never makes a run write its pid elsewhere.
 - **Nothing stale is read back as done.** A result or checkpoint carries the :func:`fingerprint`
   of what made it (data, split, config, seed, method, package version); :meth:`RunFolder.read_result`
   returns it only when the fingerprint matches, and otherwise says what differs.
-- **Only its own files are deleted.** ``overwrite`` removes the files listed in the manifest
-  (each listed *before* it is written, so a killed write can never leave an unlisted file) and
-  refuses, naming them, when the folder holds anything else.
+- **Only its own files are deleted or overwritten.** ``overwrite`` removes the files listed in
+  the manifest (each listed *before* it is written, so a killed write can never leave an
+  unlisted file) and refuses, naming them, when the folder holds anything else; a write onto a
+  file that exists but is not listed is refused the same way.
 - **No torn or orphaned files.** Writes are atomic (:func:`segreg_lite.io.atomic_path`), and the
-  temporary files of a write killed mid-way are removed when the next run takes the lock.
+  temporary files of a write killed mid-way are removed when the next run takes the lock: only
+  names that carry atomic_path's marker (``.<name>.<random>.segreg-lite.tmp``) *and* belong to a
+  file the manifest lists, so nothing is removed from a folder not proven ours, and a user's
+  ``.thesis.autosave.tmp`` is never touched.
 """
 from __future__ import annotations
 
@@ -30,13 +42,14 @@ import hashlib
 import itertools
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from segreg_lite import __version__
-from segreg_lite.io import is_temp_name, read_json, write_json, write_text
+from segreg_lite.io import read_json, temp_target, write_json, write_text
 
 try:  # POSIX; on Windows the lock falls back to msvcrt
     import fcntl
@@ -59,6 +72,14 @@ class RunFolderError(ValueError):
 
 class FolderBusy(RunFolderError):
     """Another process is running into the folder (it holds the lock)."""
+
+
+def check_out(path: str | os.PathLike, name: str = "out") -> Path:
+    """``path`` as a Path; an empty or blank one is a RunFolderError naming the argument ``name``,
+    since ``Path("")`` is the current folder, which a run would then take over."""
+    if not str(os.fspath(path)).strip():
+        raise RunFolderError(f"{name} is empty, which would be the current folder: name the output folder")
+    return Path(path)
 
 
 def digest(obj: Any) -> str:
@@ -110,10 +131,12 @@ class RunFolder:
     writes the folder's files happens inside it."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+        self.path = check_out(path, "path")
         self._fd: int | None = None
+        self._folder_fd: int | None = None
         self._created = False
         self._files: dict[str, Any] = {}
+        self._legacy = False  # a run written before manifests: ours by its run.json (see ours)
         #: Temporary files of killed writes removed when the lock was taken (relative paths).
         self.removed_temp: list[str] = []
 
@@ -134,6 +157,7 @@ class RunFolder:
         try:
             self._lock()
             self._files = self._read_manifest()
+            self._legacy = not self._files and self._legacy_run()
             self.removed_temp = self._remove_temp_files()
         except BaseException:
             self.__exit__(None, None, None)
@@ -141,30 +165,33 @@ class RunFolder:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._fd is None:
-            return
         fd, self._fd = self._fd, None
-        try:
-            os.unlink(self.path / LOCK)  # before unlocking: a waiter then sees a fresh file (see _lock)
-        except OSError:
-            pass
-        os.close(fd)  # releases the lock
-        if self._created and not any(self.path.iterdir()):
+        folder_fd, self._folder_fd = self._folder_fd, None
+        if fd is not None:
+            try:
+                os.unlink(self.path / LOCK)  # before unlocking: a waiter then sees a fresh file (see _lock)
+            except OSError:
+                pass
+            os.close(fd)  # releases the file's lock
+        if folder_fd is not None:
+            os.close(folder_fd)  # releases the folder's lock, last: until then no other run gets in
+        if fd is not None and self._created and not any(self.path.iterdir()):
             self.path.rmdir()  # a run that failed before writing anything leaves nothing behind
 
     def _make_folder(self) -> None:
         self._created = make_folder(self.path)
 
     def _lock(self) -> None:
+        """Lock the folder itself, then the lock file (see the module docstring for why both)."""
         path = self.path / LOCK
+        fd = self._open_lock()
+        try:
+            self._folder_fd = _lock_folder(self.path)
+            free = True
+        except BlockingIOError:
+            free = False
         while True:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            except PermissionError:
-                raise RunFolderError(f"cannot write in {self.path}: permission denied (choose another output folder)") from None
-            except OSError as err:
-                raise RunFolderError(f"cannot write in {self.path}: {err.strerror or err}") from None
-            if not _try_lock(fd):
+            if not (free and _try_lock(fd)):
                 holder = _holder(fd)
                 os.close(fd)
                 raise FolderBusy(f"{self.path} is in use by another segreg-lite run (process "
@@ -180,7 +207,31 @@ class RunFolder:
             if same:
                 break
             os.close(fd)
+            fd = self._open_lock()
         self._fd = fd
+
+    def _open_lock(self) -> int:
+        """Open (or create) the lock file for writing, never through a symbolic link and only if
+        it is a plain file with no other name: a planted link (``ln -s ../victim.txt``) would
+        otherwise have the run write its process id into someone else's file."""
+        path = self.path / LOCK
+        why = f"{path} is a symbolic link, not segreg-lite's lock file: remove it (segreg-lite never follows it) or choose another output folder"
+        if path.is_symlink():
+            raise RunFolderError(why)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except PermissionError:
+            raise RunFolderError(f"cannot write in {self.path}: permission denied (choose another output folder)") from None
+        except OSError as err:
+            if path.is_symlink():  # planted between the check and the open (ELOOP)
+                raise RunFolderError(why) from None
+            raise RunFolderError(f"cannot write in {self.path}: {err.strerror or err}") from None
+        held = os.fstat(fd)
+        if not stat.S_ISREG(held.st_mode) or held.st_nlink > 1:
+            os.close(fd)
+            raise RunFolderError(f"{path} is not segreg-lite's lock file (not a plain file, or a link to another file): "
+                                 "remove it or choose another output folder")
+        return fd
 
     def _require_lock(self) -> None:
         if self._fd is None:
@@ -196,11 +247,17 @@ class RunFolder:
         return not any(p.name != LOCK for p in self.path.iterdir())
 
     def _remove_temp_files(self) -> list[str]:
+        """Remove the temporary files of our own killed writes: names carrying atomic_path's
+        marker whose target the manifest lists (so never in a folder without our manifest, and
+        never a file of a program that names its own temporary files alike)."""
         removed = []
+        listed = (set(self._files) | {MANIFEST}) if self._files else set()
         for d in (self.path, self.path / METHODS_DIR, self.path / CHECKPOINTS_DIR):
-            if d.is_dir():
+            if listed and d.is_dir() and not d.is_symlink():
                 for p in sorted(d.iterdir()):
-                    if p.is_file() and is_temp_name(p.name):
+                    target = temp_target(p.name)
+                    if target and (p.parent / target).relative_to(self.path).as_posix() in listed \
+                            and p.is_file() and not p.is_symlink():
                         p.unlink()
                         removed.append(p.relative_to(self.path).as_posix())
         return removed
@@ -216,8 +273,12 @@ class RunFolder:
 
     def _record(self, rel: str, fp: Any) -> None:
         """List ``rel`` in the manifest *before* it is written: a write killed half-way then
-        leaves a listed file that may not exist, never an unlisted one."""
+        leaves a listed file that may not exist, never an unlisted one. A file already there
+        that segreg-lite did not write is refused, not overwritten."""
         self._require_lock()
+        if rel not in self.ours() and os.path.lexists(self.path / rel):
+            raise RunFolderError(f"{self.path / rel} was not written by segreg-lite into this folder (not in {MANIFEST}); "
+                                 "move it away or choose another output folder")
         if rel not in self._files or self._files[rel] != fp:
             self._files[rel] = fp
             write_json(self.path / MANIFEST, {"format": "segreg-lite-manifest", "files": self._files})
@@ -240,7 +301,7 @@ class RunFolder:
     def ours(self) -> set[str]:
         """Relative paths of the files segreg-lite wrote here (present or not)."""
         files = set(self._files) | {MANIFEST}
-        if not self._files and self._legacy_run():
+        if self._legacy:
             files |= {p.relative_to(self.path).as_posix() for pat in _LEGACY for p in self.path.glob(pat)}
         return files
 
@@ -272,7 +333,7 @@ class RunFolder:
         for d in (METHODS_DIR, CHECKPOINTS_DIR):
             if (self.path / d).is_dir() and not any((self.path / d).iterdir()):
                 (self.path / d).rmdir()
-        self._files = {}
+        self._files, self._legacy = {}, False
 
     # -- the run ------------------------------------------------------------------------------
     def read_run(self) -> dict[str, Any] | None:
@@ -366,7 +427,7 @@ def make_folder(path: str | os.PathLike, *, probe: bool = False) -> bool:
     Every way this can fail is a RunFolderError that says why in one line: the path is a file,
     lies below a file, or cannot be written. ``probe`` also checks that a file can be written in
     an existing folder (a read-only one)."""
-    p = Path(path)
+    p = check_out(path, "path")
     if p.exists() and not p.is_dir():
         raise RunFolderError(f"{p} is a file, not a folder: choose another output folder")
     created = False
@@ -410,6 +471,27 @@ def _holder(fd: int, wait: float = 0.5) -> str:
         if text.isdigit() or time.monotonic() > deadline:
             return text if text.isdigit() else ""
         time.sleep(0.01)
+
+
+def _lock_folder(path: Path) -> int | None:
+    """Lock the folder ``path`` itself (an exclusive ``flock`` on a descriptor of the directory)
+    and return the descriptor that holds the lock; BlockingIOError if another process holds it;
+    None where directories cannot be locked (Windows, some network filesystems), which leaves
+    the lock file alone to keep runs apart."""
+    if fcntl is None:  # pragma: no cover - Windows
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if isinstance(err, BlockingIOError):
+            raise
+        return None
+    return fd
 
 
 def _try_lock(fd: int) -> bool:

@@ -120,3 +120,36 @@ def test_warnings_are_one_line(monkeypatch, capsys):
     monkeypatch.setattr(report, "format_summary", lambda summaries: "table")
     assert main(["summary", "x"]) == 0
     assert capsys.readouterr().err == "segreg-lite: warning: the archive was downloaded unverified: its SHA-256 is abc\n"
+
+
+def test_a_users_temp_file_survives_every_run_path(tmp_path, capsys):
+    # Issue 24: `mkdir f; echo draft > f/.thesis.autosave.tmp; segreg-lite run --out f`
+    out = tmp_path / "f"
+    out.mkdir()
+    (out / ".thesis.autosave.tmp").write_text("draft\n")
+    assert main([*RUN, "--out", str(out)]) == 2
+    _one_clear_line(capsys, "not a segreg-lite run folder")
+    assert main([*RUN, "--overwrite", "--out", str(out)]) == 2
+    _one_clear_line(capsys, "did not write (.thesis.autosave.tmp)")
+    assert sorted(p.name for p in out.iterdir()) == [".thesis.autosave.tmp"]
+    assert (out / ".thesis.autosave.tmp").read_text() == "draft\n"
+
+
+def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    for out in ("", "   "):
+        for args in ([*RUN, "--out", out], [*RUN, "--overwrite", "--out", out], ["cohort", "--subjects", "3", "--out", out],
+                     ["sweep", "--smoke", "--out", out]):
+            assert main(args) == 2
+            _one_clear_line(capsys, "--out is empty", "name the output folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_lock_file_that_is_a_link_is_refused(tmp_path, capsys):
+    (tmp_path / "victim.txt").write_text("precious")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / ".segreg-lite.lock").symlink_to("../victim.txt")
+    assert main([*RUN, "--out", str(tmp_path / "f")]) == 2
+    _one_clear_line(capsys, ".segreg-lite.lock is a symbolic link", "remove it")
+    assert (tmp_path / "victim.txt").read_text() == "precious"

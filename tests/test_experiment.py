@@ -166,13 +166,12 @@ def test_leftovers_and_damaged_files(tmp_path, make_data, tiny_config):
     data, out = make_data(), tmp_path / "run"
     kw = dict(methods=["supervised"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
     first = run_experiment(data, out, **kw)
-    orphan = out / "checkpoints" / ".joint.pt.q8w7e6r5.tmp"  # a checkpoint write killed mid-way
-    orphan.parent.mkdir(exist_ok=True)
+    orphan = out / "methods" / ".supervised.json.q8w7e6r5.segreg-lite.tmp"  # a result write killed mid-way
     orphan.write_bytes(b"torn")
     (out / "methods" / "supervised.json").write_text("{")
     logged = []
     again = run_experiment(data, out, log=logged.append, **kw)
-    assert not orphan.exists() and any("removed checkpoints/.joint.pt.q8w7e6r5.tmp" in line for line in logged)
+    assert not orphan.exists() and any("removed methods/.supervised.json.q8w7e6r5.segreg-lite.tmp" in line for line in logged)
     assert any("supervised.json: damaged method result" in line for line in logged)
     assert _dice(again) == _dice(first)
     aug = run_experiment(data, tmp_path / "aug", **{**kw, "methods": ["supervised_aug"]})
@@ -189,3 +188,43 @@ def test_leftovers_and_damaged_files(tmp_path, make_data, tiny_config):
     (out / "results.json").write_text("")
     with pytest.raises(ValueError, match=r"results.json: damaged results file: not valid JSON \(it is empty\)"):
         load_results([out])
+
+
+def test_overwrite_and_resume_keep_a_users_files_anywhere_in_the_folder(tmp_path, make_data, tiny_config):
+    # Issue 24: a user's files in the folder, methods/ and checkpoints/ (temp-named ones too)
+    data, out = make_data(), tmp_path / "run"
+    kw = dict(methods=["supervised_aug"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
+    run_experiment(data, out, **kw)
+    mine = [".thesis.autosave.tmp", "notes.txt", "methods/mine.json", "methods/.mine.json.draft1.tmp",
+            "checkpoints/mine.pt", "checkpoints/.mine.pt.abcdefgh.segreg-lite.tmp"]
+    for rel in mine:
+        (out / rel).write_text(f"mine: {rel}")
+    ours = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.relative_to(out).as_posix() not in mine}
+    assert run_experiment(data, out, **kw)["seed"] == 0  # resumed
+    with pytest.raises(ValueError, match=r"did not write \(.*checkpoints/mine.pt.*methods/mine.json"):
+        run_experiment(data, out, seed=1, overwrite=True, **kw)
+    assert all((out / rel).read_text() == f"mine: {rel}" for rel in mine)
+    assert {p: p.read_bytes() for p in ours} == ours
+
+
+def test_an_empty_out_is_refused(tmp_path, make_data, tiny_config, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for out in ("", " "):
+        with pytest.raises(ValueError, match="out is empty"):
+            run_experiment(make_data(), out, methods=["supervised"], fraction=0.2, config=tiny_config, device="cpu",
+                           progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_live_run_whose_lock_file_was_deleted_keeps_its_folder(tmp_path, make_data, tiny_config):
+    from segreg_lite.runfolder import LOCK, FolderBusy, RunFolder
+
+    data, out = make_data(), tmp_path / "run"
+    kw = dict(methods=["supervised"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
+    run_experiment(data, out, **kw)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with RunFolder(out):  # the run is live (resumed) ...
+        (out / LOCK).unlink()  # ... and someone removes its lock file
+        with pytest.raises(FolderBusy, match="in use by another segreg-lite run"):
+            run_experiment(data, out, seed=1, overwrite=True, **kw)
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK} == before

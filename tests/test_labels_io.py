@@ -65,7 +65,7 @@ def test_read_json_names_the_file_and_the_problem(tmp_path):
 
 
 def test_temp_names_of_killed_writes(tmp_path):
-    from segreg_lite.io import is_temp_name
+    from segreg_lite.io import is_temp_name, temp_target
 
     seen = []
     with pytest.raises(RuntimeError):
@@ -73,4 +73,7 @@ def test_temp_names_of_killed_writes(tmp_path):
             seen.append(tmp.name)
             raise RuntimeError
     assert is_temp_name(seen[0])  # what a write killed at this point would leave
-    assert not any(is_temp_name(n) for n in ("joint.pt", "notes.tmp", ".hidden", "run.json.tmp"))
+    assert temp_target(seen[0]) == "joint.pt" and seen[0].endswith(".segreg-lite.tmp")
+    # other programs' temporary files (and those of segreg-lite before the marker) are not ours
+    assert not any(is_temp_name(n) for n in ("joint.pt", "notes.tmp", ".hidden", "run.json.tmp", ".thesis.autosave.tmp",
+                                             ".joint.pt.q8w7e6r5.tmp", ".segreg-lite.tmp"))

@@ -202,16 +202,22 @@ def test_stale_checkpoints_are_removed_and_foreign_ones_refused(tmp_path):
 
 def test_temp_files_of_killed_writes_are_removed(tmp_path):
     out = tmp_path / "run"
-    (out / "checkpoints").mkdir(parents=True)
-    (out / "methods").mkdir()
-    leftovers = [out / "checkpoints" / ".joint.pt.k2j3h4g5.tmp", out / "methods" / ".joint.json.a_b9c8d7.tmp",
-                 out / ".results.json.x1y2z3w4.tmp"]
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        folder.write_result("joint", {"metrics": {}}, FP)
+        folder.claim(folder.checkpoint_path("joint"), FP)  # killed while the checkpoint was written
+        folder.write_json("results.json", {})
+    leftovers = [out / "checkpoints" / ".joint.pt.k2j3h4g5.segreg-lite.tmp", out / "methods" / ".joint.json.a_b9c8d7.segreg-lite.tmp",
+                 out / ".results.json.x1y2z3w4.segreg-lite.tmp", out / ".manifest.json.abc123.segreg-lite.tmp"]
     for p in leftovers:
         p.write_bytes(b"half")
-    (out / "notes.tmp").write_text("a user's file with a .tmp name")
+    users = [out / "notes.tmp", out / ".notes.txt.abcdefgh.segreg-lite.tmp",  # marked, but no file of ours
+             out / "methods" / ".supervised.json.abcdefgh.segreg-lite.tmp"]
+    for p in users:
+        p.write_text("a user's file with a .tmp name")
     with RunFolder(out) as folder:
         assert sorted(folder.removed_temp) == sorted(p.relative_to(out).as_posix() for p in leftovers)
-    assert not any(p.exists() for p in leftovers) and (out / "notes.tmp").exists()
+    assert not any(p.exists() for p in leftovers) and all(p.exists() for p in users)
 
 
 def test_output_paths_that_cannot_be_written(tmp_path, monkeypatch):
@@ -267,3 +273,132 @@ def test_many_foreign_files_are_listed_briefly(tmp_path):
         folder.start(SPEC, overwrite=True)
     assert str(err.value).count("f.txt") == 8 and "and more" in str(err.value)
     assert len(list(out.rglob("f.txt"))) == 20
+
+
+# Issue 24: a run never deletes (or writes into) a user's file.
+
+USERS_TEMP = (".thesis.autosave.tmp", "methods/.notes.draft01.tmp", "checkpoints/.model.pt.backup.tmp",
+              ".joint.pt.q8w7e6r5.tmp", ".notes.txt.abcdefgh.segreg-lite.tmp")
+
+
+def _plant(out: Path, rels) -> dict[str, bytes]:
+    for rel in rels:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(f"draft of {rel}")
+    return {rel: (out / rel).read_bytes() for rel in rels}
+
+
+def test_a_users_temp_named_files_survive_a_folder_that_is_not_a_run(tmp_path):
+    out = tmp_path / "f"
+    planted = _plant(out, USERS_TEMP)
+    for overwrite, match in ((False, "not a segreg-lite run folder"), (True, "did not write")):
+        with RunFolder(out) as folder, pytest.raises(RunFolderError, match=match):
+            assert folder.removed_temp == []
+            folder.start(SPEC, overwrite=overwrite)
+    assert {rel: (out / rel).read_bytes() for rel in planted} == planted and _files(out) == sorted(planted)
+
+
+def test_a_users_temp_named_files_survive_a_run_folder_and_overwrite(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        folder.write_result("supervised", {"metrics": {}}, FP)
+        folder.claim(folder.checkpoint_path("joint"), FP).write_bytes(b"ckpt")
+    planted = _plant(out, USERS_TEMP)
+    with RunFolder(out) as folder:  # resumed: nothing of the user's is a leftover of ours
+        assert folder.removed_temp == []
+        folder.start(SPEC)
+    with RunFolder(out) as folder, pytest.raises(RunFolderError, match=r"did not write \(.*\.thesis\.autosave\.tmp"):
+        folder.start({**SPEC, "seed": 1}, overwrite=True)
+    assert {rel: (out / rel).read_bytes() for rel in planted} == planted
+
+
+def test_overwrite_keeps_a_users_files_in_methods_and_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        folder.write_result("supervised", {"metrics": {}}, FP)
+        folder.claim(folder.checkpoint_path("joint"), FP).write_bytes(b"ckpt")
+    planted = _plant(out, ["methods/mine.json", "checkpoints/mine.pt"])
+    with RunFolder(out) as folder, pytest.raises(RunFolderError, match=r"did not write \(checkpoints/mine.pt, methods/mine.json\)"):
+        folder.start({**SPEC, "seed": 1}, overwrite=True)
+    assert {rel: (out / rel).read_bytes() for rel in planted} == planted
+    assert (out / "checkpoints" / "joint.pt").read_bytes() == b"ckpt"  # refused before anything was removed
+
+
+def test_a_users_file_is_never_written_over(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+    planted = _plant(out, ["methods/supervised.json", "results.csv"])  # where this run would write next
+    with RunFolder(out) as folder:
+        with pytest.raises(RunFolderError, match=r"methods/supervised.json was not written by segreg-lite .*move it away"):
+            folder.write_result("supervised", {"metrics": {}}, FP)
+        with pytest.raises(RunFolderError, match=r"results.csv was not written by segreg-lite"):
+            folder.write_text("results.csv", "method,dice\n")
+        with pytest.raises(RunFolderError, match=r"supervised.json was not written by segreg-lite"):
+            folder.claim(out / "methods" / "supervised.json", FP)
+    assert {rel: (out / rel).read_bytes() for rel in planted} == planted
+    assert set(json.loads((out / MANIFEST).read_text())["files"]) == {"run.json"}
+
+
+def test_an_empty_path_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for path in ("", "  "):
+        with pytest.raises(RunFolderError, match="path is empty"):
+            RunFolder(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symbolic links")
+def test_the_lock_never_follows_a_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "f"
+    out.mkdir()
+    (out / LOCK).symlink_to("../victim.txt")
+    with pytest.raises(RunFolderError, match=r"f/\.segreg-lite\.lock is a symbolic link, not segreg-lite's lock file: remove it"):
+        RunFolder(out).__enter__()
+    assert victim.read_text() == "precious" and (out / LOCK).is_symlink()
+    (out / LOCK).unlink()
+    (out / LOCK).symlink_to("../created.txt")  # dangling: opening it would create the target
+    with pytest.raises(RunFolderError, match="is a symbolic link"):
+        RunFolder(out).__enter__()
+    assert not (tmp_path / "created.txt").exists()
+    (out / LOCK).unlink()
+    os.link(victim, out / LOCK)  # a second name of the victim
+    with pytest.raises(RunFolderError, match="is not segreg-lite's lock file"):
+        RunFolder(out).__enter__()
+    assert victim.read_text() == "precious"
+
+
+def test_deleting_the_lock_file_does_not_free_a_live_run(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        folder.write_result("supervised", {"metrics": {}}, FP)
+    def held():
+        return {f: (out / f).read_bytes() for f in _files(out) if f != LOCK}
+
+    before = held()
+    code = textwrap.dedent(f"""
+        import time
+        from segreg_lite.runfolder import RunFolder
+        with RunFolder({str(out)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        (out / LOCK).unlink()  # by hand, while the run is live
+        with pytest.raises(FolderBusy, match="in use by another segreg-lite run"):
+            with RunFolder(out) as folder:
+                folder.start({**SPEC, "seed": 1}, overwrite=True)
+        assert held() == before  # nothing wiped
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    with RunFolder(out) as folder:  # the run is gone: the folder is free again
+        folder.start({**SPEC, "seed": 1}, overwrite=True)
+    assert json.loads((out / "run.json").read_text())["seed"] == 1
