@@ -35,7 +35,8 @@ from segreg_lite.io import read_json
 SWEEP_FRACTIONS: tuple[float, ...] = FRACTIONS[:-1]
 #: The baselines, the joint method with combined soft masks and the upper bound (the joint
 #: method's ablations, ``joint_seg`` and ``joint_reg``, are the rounds chapter's).
-SWEEP_METHODS: tuple[str, ...] = ("supervised", "supervised_aug", "mean_teacher", "reg_only", "joint", "upper_bound")
+SWEEP_METHODS: tuple[str, ...] = ("supervised", "supervised_aug", "mean_teacher", "unimatch", "reg_only", "joint",
+                                  "upper_bound")
 UPPER = "upper_bound"
 #: Results shipped with the package, so that a clone and a pip-installed package (Colab) read the
 #: same numbers without training: ``sweep`` (the results chapter's sweep), ``sweep-longer`` (its
