@@ -48,8 +48,33 @@ from segreg_lite.splits import make_split
 from segreg_lite.transforms import warp
 
 
+def _list(kind: type, what: str, *, empty: bool = False):
+    """An argparse type: comma-separated ``kind`` values, none at all only if ``empty``. Its error
+    names ``what`` and argparse puts the flag before it ("argument --fractions: expected
+    comma-separated fractions, got ''"), where a lambda gave "invalid <lambda> value"."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            values = None
+        if values is None or not (values or empty):
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
+        return values
+    return parse
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Bad settings fail here, with the value named, before any cohort is generated."""
+    from segreg_lite.checkpoint import load_checkpoint
+    from segreg_lite.limits import check_int, check_seed
+    from segreg_lite.splits import MIN_SUBJECTS
+
+    try:  # the package's own checks, named by flag
+        check_int(args.subjects, "--subjects", low=MIN_SUBJECTS)
+        check_seed(args.data_seed, "--data-seed")
+        check_seed(args.seed, "--seed")
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     for f in args.fractions:
         if not 0 < f < 1:
             raise SystemExit(f"--fractions: each must be in (0, 1), got {f}")
@@ -70,6 +95,12 @@ def check_args(args: argparse.Namespace) -> None:
     for path in args.checkpoint:
         if not os.path.isfile(path):
             raise SystemExit(f"--checkpoint: no such file: {path}")
+        try:
+            models = load_checkpoint(path).models  # a few MB at most: read now, not after the cohort
+        except ValueError as err:
+            raise SystemExit(f"--checkpoint: {err}") from None
+        if not any(type(m).__name__ == "RegNet" for m in models.values()):
+            raise SystemExit(f"--checkpoint {path}: holds no registration network (models: {', '.join(models) or 'none'})")
 
 
 def score(warped: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict:
@@ -132,14 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--subjects", type=int, default=300)
     p.add_argument("--data-seed", type=int, default=0, help="the cohort's seed")
     p.add_argument("--seed", type=int, default=0, help="the split's seed")
-    p.add_argument("--fractions", type=lambda s: [float(x) for x in s.split(",")], default=[0.01, 0.05])
+    p.add_argument("--fractions", type=_list(float, "fractions"), default=[0.01, 0.05])
     p.add_argument("--targets", type=int, default=20, help="test subjects used as targets")
-    p.add_argument("--presets", type=lambda s: [x for x in s.split(",") if x], default=[],
+    p.add_argument("--presets", type=_list(str, "preset names", empty=True), default=[],
                    help="train a RegNet per preset here (name or name@steps), e.g. quick,cpu,paper@600")
     p.add_argument("--shipped", action=argparse.BooleanOptionalAction, default=True,
                    help="evaluate the shipped pre-trained RegNet (default on)")
     p.add_argument("--checkpoint", action="append", default=[], help="a checkpoint whose regnet to evaluate")
-    p.add_argument("--passes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2],
+    p.add_argument("--passes", type=_list(int, "whole numbers"), default=[1, 2],
                    help="inference passes of each network, one row each (the CPU presets use reg_passes=2)")
     p.add_argument("--no-ants", action="store_true", help="skip ANTs even when antspyx is installed")
     p.add_argument("--threads", type=int, default=2)
@@ -163,7 +194,10 @@ def main(argv: list[str] | None = None) -> None:
         from segreg_lite.pretrained import shipped_regnet
 
         config = get_preset("cpu")
-        model, why = shipped_regnet(data.images, first, config)
+        try:
+            model, why = shipped_regnet(data.images, first, config)
+        except ValueError as err:  # a damaged shipped file: one line, how to restore it
+            raise SystemExit(f"shipped: {err}") from None
         if model is None:
             print(f"shipped: skipped ({why})")
         else:

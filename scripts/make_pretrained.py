@@ -12,6 +12,10 @@ device it took (the cost of regenerating it). ``--init`` continues from an earli
 script (same settings and subjects), with a fresh cosine schedule; the file then records every
 phase and their totals. The shipped file was made by the two commands above. Weights are stored in float16 (half the size;
 the network's fields change by far less than a hundredth of a pixel) and loaded back as float32.
+
+The package refuses a shipped file whose SHA-256 is not ``SHIPPED_SHA256`` in
+``segreg_lite/pretrained.py``: the script prints the new file's checksum, to be set there (the
+tests fail until it is).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from segreg_lite.checkpoint import save_checkpoint
 from segreg_lite.config import get_preset
 from segreg_lite.data import load_data
 from segreg_lite.train import new_models, phase_seed, pick_device, seed_everything
-from segreg_lite.pretrained import SHIPPED, fingerprint
+from segreg_lite.pretrained import SHIPPED, SHIPPED_SHA256, fingerprint, sha256
 from segreg_lite.registration import train_registration
 from segreg_lite.splits import make_split
 
@@ -83,6 +87,11 @@ def main(argv: list[str] | None = None) -> None:
                           "device": ", ".join(sorted({p["device"] for p in phases})), "phases": phases}}
     save_checkpoint(args.out, models={"regnet": reg.cpu().half()}, config=config, extra=extra)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) after {minutes:.1f} min")
+    digest = sha256(args.out)
+    print(f"SHA-256 {digest}")
+    if args.out.resolve() == SHIPPED.resolve() and digest != SHIPPED_SHA256:
+        print(f"set SHIPPED_SHA256 = \"{digest}\" in segreg_lite/pretrained.py: the package refuses the shipped "
+              "file until its checksum there matches (tests/test_pretrained.py checks it)")
 
 
 if __name__ == "__main__":

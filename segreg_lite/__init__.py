@@ -10,6 +10,7 @@ The modules, one idea each, in the order data flows through a run:
 - ``oasis``, ``nifti``, ``realscan``: real data: neurite-OASIS 2D, your own NIfTI slices, one real T1 slice.
 - ``data``: the one ``Data`` container and ``load_data``, which fills it from any of those.
 - ``checks``: the shared input checks and the one label conversion (``one_hot``, ``as_soft``).
+- ``limits``: the checks of plain settings (counts, seeds, fractions, image sizes) that the API and the CLI share.
 - ``splits``: the seeded, nested subject split (train / val / test, annotated or not).
 - ``config``: ``TrainConfig`` and its presets (cpu, quick, sweep, paper, smoke).
 - ``train``: device, mixed precision, seeds, fresh models and ``fit``, the one training loop.

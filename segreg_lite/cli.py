@@ -13,7 +13,8 @@
 Every expected failure (a bad argument, a damaged or foreign file, an output folder that cannot
 be written or is in use by another run) prints one line, ``segreg-lite: error: ...``, writes
 nothing and exits with status 2; ``--debug`` (before or after the command) shows the traceback
-instead.
+instead. Arguments and the output folder are checked before any data is generated or loaded,
+by the checks the API applies (:mod:`segreg_lite.limits`), each error naming its flag.
 
 ``cohort`` generates the default embedded cohort, prints a summary (subjects, the seg4 label
 table, class frequencies) and writes an overview figure and ``summary.json``. ``run`` trains and
@@ -37,10 +38,25 @@ from pathlib import Path
 from segreg_lite import __version__
 
 
+def _check_cohort(subjects: int, seed: int, size: list[int], seed_flag: str, low: int | None = None, who: str = "") -> None:
+    """The generated cohort's arguments (``--subjects``, the seed of flag ``seed_flag``, ``--size``
+    of at least ``low`` pixels a side, ``who`` saying which methods need that), each refused
+    naming its flag before the cohort is made, by the checks its API applies (:mod:`segreg_lite.limits`)."""
+    from segreg_lite.limits import SIZE_MULTIPLE, check_int, check_seed, check_size
+    from segreg_lite.splits import MIN_SUBJECTS
+
+    check_int(subjects, "--subjects", low=MIN_SUBJECTS, why=" (one training, one validation and one test subject)")
+    check_seed(seed, seed_flag)
+    check_size(size, "--size", low=SIZE_MULTIPLE if low is None else low, why=who)
+
+
 def _cohort(args: argparse.Namespace) -> int:
+    from segreg_lite.limits import check_fraction
     from segreg_lite.runfolder import check_out, make_folder
 
     out = check_out(args.out, "--out")
+    _check_cohort(args.subjects, args.seed, args.size, "--seed")
+    check_fraction(args.fraction, "--fraction")
     created = make_folder(out, probe=True)  # an output folder that cannot be written fails before the work
     try:
         return _write_cohort(args, out)
@@ -92,17 +108,27 @@ def _write_cohort(args: argparse.Namespace, out: Path) -> int:
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from segreg_lite.config import check_preset
     from segreg_lite.data import load_data
-    from segreg_lite.experiment import check_seed, resolve_run, run_experiment
+    from segreg_lite.experiment import min_size, resolve_run, run_experiment
+    from segreg_lite.limits import check_fraction, check_int, check_seed
     from segreg_lite.methods import check_methods
     from segreg_lite.report import format_table
-    from segreg_lite.runfolder import check_out
+    from segreg_lite.runfolder import check_out, probe_folder
     from segreg_lite.train import check_device
 
-    check_out(args.out, "--out")
+    # Every argument is checked before the data is made or loaded: a typo should not cost minutes.
+    out = check_out(args.out, "--out")
     methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
-    check_seed(args.seed)
-    check_device(args.device)  # before the data is made: a typo should not cost minutes
+    check_seed(args.seed, "--seed")
+    check_fraction(args.fraction, "--fraction")
+    check_preset(args.preset, "--preset")
+    if args.rounds is not None:
+        check_int(args.rounds, "--rounds", low=0)
+    check_device(args.device)
+    if args.data == "cohort":
+        _check_cohort(args.subjects, args.data_seed, args.size, "--data-seed", *min_size(methods))
+    probe_folder(out, "--out")  # a file, a folder that cannot be written, one in use by another run
     start = time.perf_counter()
     data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
     config = None
@@ -128,26 +154,49 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _numbers(text: str, kind: type) -> list:
+def _numbers(text: str, kind: type, flag: str) -> list:
+    """The comma-separated numbers of ``flag``; text that is not such a list, or an empty one, is
+    an error naming the flag."""
     try:
-        return [kind(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
+        raise ValueError(f"{flag} must be comma-separated {'numbers' if kind is float else 'integers'}, "
+                         f"got {text!r}") from None
+    if not values:
+        raise ValueError(f"{flag} is empty: give at least one value, comma-separated")
+    return values
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from segreg_lite.config import check_preset
     from segreg_lite.data import load_data
+    from segreg_lite.experiment import min_size
+    from segreg_lite.limits import check_fraction, check_int, check_seed
+    from segreg_lite.methods import check_methods
     from segreg_lite.report import format_sweep
-    from segreg_lite.runfolder import check_out
+    from segreg_lite.runfolder import check_out, probe_folder
     from segreg_lite.sweep import collect_sweep, plan_sweep, run_sweep
     from segreg_lite.train import check_device
 
-    check_out(args.out, "--out")
+    # Every argument is checked before the data is made or loaded: a typo should not cost minutes.
+    out = check_out(args.out, "--out")
     start = time.perf_counter()
-    fractions, seeds = _numbers(args.fractions, float), _numbers(args.seeds, int)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    plan_sweep(args.out, fractions, seeds, methods)  # bad fractions, seeds or methods fail before the data is made
+    fractions, seeds = _numbers(args.fractions, float, "--fractions"), _numbers(args.seeds, int, "--seeds")
+    for f in fractions:
+        check_fraction(f, "every fraction in --fractions", one=False, why=" (the upper bound covers 1)")
+    for s in seeds:
+        check_seed(s, "every seed in --seeds")
+    methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
+    check_preset(args.preset, "--preset")
+    check_int(args.jobs, "--jobs", low=1)
     check_device(args.device)
+    if args.data == "cohort":
+        _check_cohort(args.subjects, args.data_seed, args.size, "--data-seed", *min_size(methods))
+    plan = plan_sweep(out, fractions, seeds, methods)  # repeated fractions or seeds
+    probe_folder(out, "--out", lock=False)  # the root: a file, or a folder that cannot be written
+    for run in plan:
+        if run.folder.is_dir():
+            probe_folder(run.folder, "--out")  # a run folder in use by another run
     data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
     print(f"segreg-lite {__version__}: {data.description}; preset {args.preset}{' (smoke)' if args.smoke else ''}; "
           f"fractions {', '.join(f'{f:g}' for f in fractions)}; seeds {', '.join(map(str, seeds))}", flush=True)
@@ -160,6 +209,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from segreg_lite.limits import MAX_SIZE
+
     parser = argparse.ArgumentParser(prog="segreg-lite", description="Semi-supervised segmentation with registration-made pseudo-labels.")
     parser.add_argument("--version", action="version", version=f"segreg-lite {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error instead of one line")
@@ -171,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("cohort", help="generate the embedded cohort, print its summary, write an overview figure")
     p.add_argument("--subjects", type=int, default=200, help="number of subjects (default 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="image size, multiples of 16 (default 128 128)")
+    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
+                   help=f"image size, multiples of 16 up to {MAX_SIZE} (default 128 128)")
     p.add_argument("--fraction", type=float, default=0.01, help="annotated fraction of the training subjects (default 0.01)")
     p.add_argument("--out", default="results/cohort", help="output folder (default results/cohort)")
     p.set_defaults(func=_cohort)
@@ -183,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="cohort", help="'cohort' (embedded, default), 'oasis' (download) or a NIfTI folder")
     p.add_argument("--subjects", type=int, default=300, help="cohort size (default 300)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated cohort (default 0)")
-    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="cohort image size")
+    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
+                   help=f"cohort image size, multiples of 16 up to {MAX_SIZE} (default 128 128)")
     p.add_argument("--fraction", type=float, default=0.01, help="annotated fraction of the training subjects (default 0.01)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma-separated (default {','.join(DEFAULT_METHODS)})")
     p.add_argument("--preset", default="cpu", help="training settings: cpu, quick, sweep, paper or smoke (default cpu)")
@@ -207,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="cohort", help="'cohort' (embedded, default), 'oasis' (download) or a NIfTI folder")
     p.add_argument("--subjects", type=int, default=300, help="cohort size (default 300)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the generated cohort (default 0)")
-    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"), help="cohort image size (default 128 128)")
+    p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
+                   help=f"cohort image size, multiples of 16 up to {MAX_SIZE} (default 128 128)")
     p.add_argument("--fractions", default=",".join(f"{f:g}" for f in SWEEP_FRACTIONS),
                    help=f"annotated fractions, comma-separated (default {','.join(f'{f:g}' for f in SWEEP_FRACTIONS)}; the paper adds 0.5)")
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")

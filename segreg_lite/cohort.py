@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from segreg_lite.labels import NUM_CLASSES, SEG4_NAMES
+from segreg_lite.limits import check_int, check_seed, check_size
 from segreg_lite.template import CENTER_Y_VOXEL, VENTRICLE_DECAY_MM, Template, hard_labels, load_template
 
 
@@ -55,9 +56,7 @@ class CohortConfig:
     noise_max: float = 0.04  # Gaussian noise std, uniform in [0.005, noise_max]
 
     def __post_init__(self) -> None:
-        h, w = self.size
-        if min(h, w) < 16 or h % 16 or w % 16:
-            raise ValueError(f"size must be multiples of 16 and at least 16 (the U-Net halves it 4 times), got {self.size}")
+        check_size(self.size, "size")  # multiples of 16, at most MAX_SIZE: before anything is allocated
         bad = {k: v for k, v in asdict(self).items() if k != "size" and not (v >= 0)}
         if bad:
             raise ValueError(f"cohort settings must be >= 0, got {bad}")
@@ -243,8 +242,7 @@ def generate_cohort(
 
     Returns a :class:`Cohort` with images (N, 1, H, W) float32 in [0, 1] and seg4 labels (N, H, W).
     """
-    if isinstance(n_subjects, bool) or not isinstance(n_subjects, (int, np.integer)) or n_subjects < 1:
-        raise ValueError(f"n_subjects must be a positive integer, got {n_subjects!r}")
+    n_subjects, seed = check_int(n_subjects, "n_subjects", low=1), check_seed(seed)
     cfg = config or CohortConfig()
     tpl = load_template()
     volume = torch.from_numpy(tpl.maps)[None]  # (1, C, X, Y, Z)

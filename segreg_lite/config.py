@@ -147,10 +147,20 @@ PRESETS = ("cpu", "quick", "sweep", "paper", "smoke")
 CPU_PSEUDO: dict[str, Any] = {"n_tta": 9, "confidence_weight": True}
 
 
+def check_preset(name: Any, flag: str = "") -> str:
+    """``name`` when it is one of :data:`PRESETS`; otherwise a ValueError listing them, naming
+    the command line's ``flag`` when given. The CLI calls it before it makes any data, and
+    :func:`get_preset` calls it too, so both refuse a name alike."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}{f' ({flag})' if flag else ''}: choose one of {', '.join(PRESETS)}")
+    return name
+
+
 def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None = None) -> TrainConfig:
     """A named preset. ``"paper"`` needs the data sizes to turn its epochs into steps:
     ``n_annotated`` images for pre-training and ``n_train`` (annotated + pseudo-labelled) per round.
     """
+    check_preset(name)
     if name == "cpu":
         return TrainConfig(**CPU_PSEUDO)
     if name == "quick":
@@ -199,4 +209,4 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
             shipped_regnet=False,
             rounds=10,
         )
-    raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    raise AssertionError(f"preset {name!r} is listed in PRESETS but get_preset does not make it")

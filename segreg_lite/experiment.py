@@ -25,7 +25,6 @@ registration network, as in the paper. The tables, CSV and statistics of finishe
 from __future__ import annotations
 
 import copy
-import numbers
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,32 +32,28 @@ from typing import Any, Callable, Sequence
 from segreg_lite import __version__
 from segreg_lite.config import TrainConfig, get_preset
 from segreg_lite.data import Data
+from segreg_lite.limits import REG_MIN_SIZE, SIZE_MULTIPLE, check_seed
 from segreg_lite.methods import DEFAULT_METHODS, METHODS, check_methods
 from segreg_lite.report import results_csv
 from segreg_lite.runfolder import RunFolder, check_out, data_digest, differences, fingerprint
 from segreg_lite.splits import Split, make_split
 from segreg_lite.train import check_device, new_models
 
-#: Both networks halve the image 4 times (5 levels): H and W must be multiples of 16, and the
-#: registration network's coarsest level needs at least 2 pixels, so 32 for methods that register.
-SIZE_MULTIPLE, REG_MIN_SIZE = 16, 32
 
-
-def check_seed(seed: Any) -> int:
-    """``seed`` as an int; anything but a non-negative integer is a ValueError saying so."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer (0, 1, 2, ...), got {seed!r}")
-    return int(seed)
+def min_size(methods: Sequence[str]) -> tuple[int, str]:
+    """The smallest side the networks of ``methods`` take (:data:`~segreg_lite.limits.SIZE_MULTIPLE`,
+    or :data:`~segreg_lite.limits.REG_MIN_SIZE` when one registers) and, then, which need it."""
+    registers = [m for m in methods if METHODS[m].registers]
+    return (REG_MIN_SIZE, f" (for {', '.join(registers)})") if registers else (SIZE_MULTIPLE, "")
 
 
 def check_slice_size(shape: Sequence[int], methods: Sequence[str]) -> None:
     """Refuse slices the networks cannot take: H and W multiples of :data:`SIZE_MULTIPLE`, and at
     least :data:`REG_MIN_SIZE` for the methods that use the registration network."""
     h, w = (int(v) for v in shape[-2:])
-    registers = [m for m in methods if METHODS[m].registers]
-    low = REG_MIN_SIZE if registers else SIZE_MULTIPLE
+    low, who = min_size(methods)
     if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or min(h, w) < low:
-        need = f"multiples of {SIZE_MULTIPLE} and at least {low}" + (f" (for {', '.join(registers)})" if registers else "")
+        need = f"multiples of {SIZE_MULTIPLE} and at least {low}{who}"
         raise ValueError(f"slices of {h}x{w} pixels: the networks halve the image 4 times, so H and W must be {need}; "
                          "crop or pad your slices (e.g. to the next multiple of 16)")
 

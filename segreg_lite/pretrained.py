@@ -10,7 +10,10 @@ so the package ships one such network, made by ``scripts/make_pretrained.py``:
 - stored with its fingerprint (:func:`fingerprint`): the registration settings it was trained
   with, the cohort's image size, the names of its training subjects and each one's mean
   intensity, and how long it trained, on what;
-- read with ``weights_only=True`` (:func:`segreg_lite.checkpoint.load_checkpoint`).
+- read with ``weights_only=True`` (:func:`segreg_lite.checkpoint.load_checkpoint`), and only
+  when its SHA-256 is :data:`SHIPPED_SHA256`, the checksum in this code: a damaged or replaced
+  file (a few flipped bytes still load, and cut the registration's Dice from 0.72 to 0.04 without
+  a word) is refused by name, with how to restore it.
 
 :func:`shipped_regnet` hands it to a run only when the fingerprint fits: the same registration
 settings (``REG_KEYS`` of the config), the same image size, every one of its training subjects
@@ -20,6 +23,7 @@ pre-trains its own network.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,14 @@ from segreg_lite.config import TrainConfig
 
 #: Where the shipped weights live inside the package.
 SHIPPED = Path(__file__).parent / "data" / "regnet_cohort.pt"
+#: The SHA-256 of the shipped file as ``scripts/make_pretrained.py`` wrote it. The script prints
+#: the checksum of every file it makes; a re-made file ships with its checksum here, which
+#: ``tests/test_pretrained.py`` checks against the file.
+SHIPPED_SHA256 = "7762a38596284390e76ea10de58c95a3717835f884adb975154785edb2dacf61"
+#: How to get the genuine shipped file back (the end of the error that refuses another).
+RESTORE = ("reinstall segreg-lite (pip install --force-reinstall segreg-lite), or in a clone "
+           "git checkout segreg_lite/data/regnet_cohort.pt, or make it again with scripts/make_pretrained.py "
+           "and set SHIPPED_SHA256 in segreg_lite/pretrained.py to the checksum it prints")
 
 #: The TrainConfig fields that define the network and its training objective; a run must share them.
 REG_KEYS = ("reg_features", "diffeomorphic", "reg_affine", "reg_refine", "local_ncc", "reg_smoothness")
@@ -77,24 +89,74 @@ def mismatch(saved: dict[str, Any], images: Tensor, split: Any, config: TrainCon
     return None
 
 
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of the file at ``path`` (hex)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _is_shipped(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the shipped file (:data:`SHIPPED`), by whatever name it is given."""
+    try:
+        return Path(path).resolve() == Path(SHIPPED).resolve()
+    except OSError:
+        return False
+
+
+def verify_shipped(path: str | os.PathLike | None = None) -> None:
+    """Refuse, in one line that names the file and says how to restore it, a shipped file
+    (``path``, default :data:`SHIPPED`) whose SHA-256 is not :data:`SHIPPED_SHA256`."""
+    path = SHIPPED if path is None else path
+    got = sha256(path)
+    if got != SHIPPED_SHA256:
+        raise ValueError(f"{str(path)!r} is not the shipped pre-trained registration network: its SHA-256 is "
+                         f"{got[:16]}..., the package ships {SHIPPED_SHA256[:16]}... (the file is damaged or was "
+                         f"replaced); to restore it, {RESTORE}")
+
+
+def _check_fingerprint(saved: Any, path: str | os.PathLike) -> None:
+    """Refuse, naming the file, a fingerprint that :func:`mismatch` could not read: a damaged or
+    hand-edited file would otherwise fail there with a traceback, or be compared as garbage."""
+    if not isinstance(saved, dict) or not {"config", "size", "subjects", "means"} <= set(saved):
+        raise ValueError(f"{str(path)!r} carries no fingerprint of the data and settings it was trained on; "
+                         "make it with scripts/make_pretrained.py")
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    size, subjects, means = saved["size"], saved["subjects"], saved["means"]
+    problems = [
+        what for what, bad in (
+            ("config is not a table of settings", not isinstance(saved["config"], dict)),
+            ("size is not two whole numbers", not (isinstance(size, (list, tuple)) and len(size) == 2
+                                                  and all(isinstance(v, int) and not isinstance(v, bool) for v in size))),
+            ("subjects is not a list of names", not (isinstance(subjects, (list, tuple)) and subjects
+                                                     and all(isinstance(v, str) for v in subjects))),
+            ("means is not one number per subject", not (isinstance(means, (list, tuple)) and all(map(number, means))
+                                                         and isinstance(subjects, (list, tuple))
+                                                         and len(means) == len(subjects))),
+        ) if bad
+    ]
+    if problems:
+        raise ValueError(f"{str(path)!r} has a malformed fingerprint ({'; '.join(problems)}): the file is damaged or "
+                         "was not made by scripts/make_pretrained.py" + (f"; to restore it, {RESTORE}" if _is_shipped(path) else ""))
+
+
 def load_pretrained(path: str | os.PathLike | None = None):
     """The checked (RegNet, extra) of a pre-trained file; ValueError naming the file otherwise.
 
-    A missing file is FileNotFoundError; a truncated or foreign file, one without a registration
-    network or without a fingerprint is a ValueError that says which.
+    A missing file is FileNotFoundError; the shipped file (``path`` None, or :data:`SHIPPED` by
+    any name) with another SHA-256 than :data:`SHIPPED_SHA256`, a truncated or foreign file, one
+    without a registration network, without a fingerprint or with a malformed one is a
+    ValueError that says which.
     """
     from segreg_lite.checkpoint import load_checkpoint
 
     path = SHIPPED if path is None else path
+    if _is_shipped(path) and Path(path).is_file():
+        verify_shipped(path)  # before torch reads it: flipped bytes in the weights load without complaint
     ckpt = load_checkpoint(path)  # weights_only; corrupt and foreign files are refused there
     reg = ckpt.models.get("regnet")
     if reg is None or type(reg).__name__ != "RegNet":
         raise ValueError(f"{str(path)!r} holds no 'regnet' model (it has {', '.join(ckpt.models) or 'none'}): "
                          "not a pre-trained registration network")
-    saved = ckpt.extra.get("fingerprint")
-    if not isinstance(saved, dict) or not {"config", "size", "subjects", "means"} <= set(saved):
-        raise ValueError(f"{str(path)!r} carries no fingerprint of the data and settings it was trained on; "
-                         "make it with scripts/make_pretrained.py")
+    _check_fingerprint(ckpt.extra.get("fingerprint"), path)
     return reg.eval(), ckpt.extra
 
 
@@ -112,7 +174,9 @@ def shipped_regnet(images: Tensor, split: Any, config: TrainConfig, path: str | 
     why = mismatch(extra["fingerprint"], images, split, config)
     if why is not None:
         return None, why
-    info = extra.get("training", {})
+    info = extra.get("training") if isinstance(extra.get("training"), dict) else {}  # a note only: never fatal
+    minutes = info.get("minutes")
+    minutes = f"{minutes:.0f}" if isinstance(minutes, (int, float)) and not isinstance(minutes, bool) else "?"
     note = (f"{Path(path).name}: {info.get('steps', '?')} unsupervised steps on {len(extra['fingerprint']['subjects'])} "
-            f"training subjects ({info.get('minutes', float('nan')):.0f} min on {info.get('device', '?')})")
+            f"training subjects ({minutes} min on {info.get('device', '?')})")
     return reg, note

@@ -459,6 +459,36 @@ def make_folder(path: str | os.PathLike, *, probe: bool = False) -> bool:
     return created
 
 
+def probe_folder(path: str | os.PathLike, name: str = "out", *, lock: bool = True) -> Path:
+    """Fail now, the way a run into ``path`` would fail once it starts writing, with a one-line
+    RunFolderError that begins with ``name`` (the argument, ``--out``): ``path`` is a file or lies
+    below one, cannot be created or written, its lock file is not ours, its manifest is damaged,
+    or, with ``lock``, another run holds it (:class:`FolderBusy`). The command line calls this
+    before it spends seconds to minutes making the data a run needs. It takes the lock and gives
+    it back, and leaves nothing behind: the folders it made are removed again (and, as the run
+    would, it removes the temporary files of our own killed writes). A run that takes the folder
+    in between is still refused when the real run locks it."""
+    p = check_out(path, name)
+    made = [a for a in (p, *p.parents) if not os.path.lexists(a)]  # deepest first
+    try:
+        if lock:
+            with RunFolder(p):
+                pass
+        else:
+            make_folder(p, probe=True)
+    except RunFolderError as err:
+        raise type(err)(f"{name}: {err}") from None
+    finally:
+        for a in made:
+            try:
+                a.rmdir()
+            except FileNotFoundError:
+                continue  # RunFolder removes the folder it made itself
+            except OSError:
+                break  # something was written there meanwhile: not ours to remove
+    return p
+
+
 def _holder(fd: int, wait: float = 0.5) -> str:
     """The process id written in a held lock file; the holder writes it right after locking, so
     a run that arrives in between waits up to ``wait`` seconds for it ("" if it never comes)."""

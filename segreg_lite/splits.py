@@ -20,9 +20,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from segreg_lite.io import write_json
+from segreg_lite.limits import check_fraction, check_seed
 
 #: The paper's annotated fractions (the upper bound, every training image annotated, is fraction 1).
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
+#: The fewest subjects a split takes: one training, one validation and one test subject.
+MIN_SUBJECTS = 3
 
 _REQUIRED_KEYS = ("train", "val", "test", "annotated", "seed", "fraction")
 
@@ -165,14 +168,11 @@ def make_split(n_subjects: int, *, seed: int = 0, fraction: float = 0.01,
     """
     if not _is_int(n_subjects):
         raise ValueError(f"n_subjects must be an integer, got {n_subjects!r}")
-    if not _is_int(seed) or seed < 0:  # numpy's generators take no negative seed
-        raise ValueError(f"seed must be a non-negative integer (0, 1, 2, ...), got {seed!r}")
-    if (not isinstance(fraction, numbers.Real) or isinstance(fraction, bool)
-            or not 0.0 < fraction <= 1.0):  # the comparison is False for NaN
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    check_seed(seed)  # numpy's generators take no negative seed
+    check_fraction(fraction)
     if subjects is not None and len(subjects) != n_subjects:
         raise ValueError(f"subjects has {len(subjects)} ids but n_subjects={n_subjects}")
-    if n_subjects < 3:
+    if n_subjects < MIN_SUBJECTS:
         raise ValueError(f"n_subjects={n_subjects} is too small: need at least 1 train, 1 val "
                          f"and 1 test subject")
     n_val, n_test = _count(val, n_subjects, "val"), _count(test, n_subjects, "test")

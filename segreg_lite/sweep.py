@@ -24,6 +24,7 @@ import torch
 from segreg_lite.config import TrainConfig
 from segreg_lite.data import Data
 from segreg_lite.experiment import check_seed, finished, run_experiment
+from segreg_lite.limits import check_fraction, check_int
 from segreg_lite.methods import check_methods
 from segreg_lite.report import load_results
 from segreg_lite.runfolder import METHODS_DIR
@@ -73,8 +74,7 @@ def plan_sweep(root: str | Path, fractions: Sequence[float] = SWEEP_FRACTIONS, s
     if not fractions or not seeds:
         raise ValueError(f"a sweep needs at least one fraction and one seed, got fractions {list(fractions)}, seeds {list(seeds)}")
     for f in fractions:
-        if not 0 < f < 1:
-            raise ValueError(f"sweep fractions must be in (0, 1) (the upper bound covers 1), got {f!r}")
+        check_fraction(f, "sweep fractions", one=False, why=" (the upper bound covers 1)")
     for s in seeds:
         check_seed(s)
     if len(set(fractions)) != len(fractions) or len(set(seeds)) != len(seeds):
@@ -115,8 +115,7 @@ def run_sweep(
     digits, as any change of thread count does).
     """
     plan = plan_sweep(root, fractions, seeds, methods)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+    jobs = check_int(jobs, "jobs", low=1)
     finished_runs = {r.folder for r in plan if r.done(data, preset=preset, config=config, smoke=smoke)}
     todo = [r for r in plan if r.folder not in finished_runs]
     log(f"sweep: {len(plan)} runs under {root}, {len(plan) - len(todo)} finished earlier, {len(todo)} to run"

@@ -1,6 +1,8 @@
 """Helpers that several test modules share, exposed as fixtures: test modules import nothing
 from each other."""
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,6 +47,26 @@ def rough_regnet(features: int = 4, levels: int = 3, *, std: float = 0.1, seed: 
         for head in model.heads:
             head.weight.normal_(0, std)
     return model
+
+
+def flip_weights(src: Path, dst: Path) -> Path:
+    """Copy the checkpoint ``src`` to ``dst`` with 64 bytes of its largest weight tensor inverted:
+    torch reads the copy as it reads the original (it checks no checksum), and builds another
+    network from it. What a damaged download or disk does to the shipped weights."""
+    raw = bytearray(Path(src).read_bytes())
+    with zipfile.ZipFile(src) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    h = info.header_offset  # the local header: 30 bytes, then the name and the extra field
+    start = h + 30 + int.from_bytes(raw[h + 26:h + 28], "little") + int.from_bytes(raw[h + 28:h + 30], "little")
+    raw[start:start + 64] = bytes(b ^ 0xFF for b in raw[start:start + 64])
+    Path(dst).write_bytes(raw)
+    return Path(dst)
+
+
+@pytest.fixture(scope="session")
+def make_flipped():
+    """:func:`flip_weights`: a copy of a checkpoint with damaged weights that still loads."""
+    return flip_weights
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ spec.loader.exec_module(bench)
 
 
 def _args(**kw):
-    base = dict(fractions=[0.01], targets=20, threads=2, presets=[], checkpoint=[], passes=[1, 2])
+    base = dict(subjects=300, data_seed=0, seed=0, fractions=[0.01], targets=20, threads=2, presets=[], checkpoint=[],
+                passes=[1, 2])
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -28,10 +29,43 @@ def _args(**kw):
     (dict(presets=["fast"]), "unknown preset 'fast'"),
     (dict(presets=["cpu@many"]), "whole number"),
     (dict(checkpoint=["/no/such/file.pt"]), "no such file"),
+    (dict(subjects=2), "--subjects must be an integer >= 3"),
+    (dict(data_seed=-1), "--data-seed must be a non-negative integer"),
+    (dict(seed=-2), "--seed must be a non-negative integer"),
 ])
 def test_bad_arguments_fail_before_any_work(kw, match):
     with pytest.raises(SystemExit, match=match):
         bench.check_args(_args(**kw))
+
+
+def test_a_checkpoint_that_is_not_one_is_named_in_one_line(tmp_path):
+    # Issue 24: --checkpoint /etc/passwd was a traceback, after the cohort was generated.
+    from segreg_lite.checkpoint import save_checkpoint
+    from segreg_lite.unet import UNet
+
+    text = tmp_path / "passwd"
+    text.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    unet = tmp_path / "unet.pt"
+    save_checkpoint(unet, models={"segmenter": UNet(features=4)})
+    for path, why in ((text, "is not a readable checkpoint"), (unet, "holds no registration network")):
+        with pytest.raises(SystemExit) as err:
+            bench.check_args(_args(checkpoint=[str(path)]))
+        message = str(err.value)
+        assert message.startswith("--checkpoint") and str(path) in message and why in message and "\n" not in message
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--fractions", "", "argument --fractions: expected comma-separated fractions, got ''"),
+    ("--fractions", "0.1,x", "argument --fractions: expected comma-separated fractions, got '0.1,x'"),
+    ("--passes", "two", "argument --passes: expected comma-separated whole numbers, got 'two'"),
+])
+def test_list_arguments_name_their_flag(capsys, flag, value, expected):
+    # Issue 24: --fractions '' printed "invalid <lambda> value".
+    with pytest.raises(SystemExit) as err:
+        bench.main([flag, value])
+    assert err.value.code == 2
+    stderr = capsys.readouterr().err
+    assert expected in stderr and "lambda" not in stderr
 
 
 def test_score_known_answers():

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from segreg_lite.cli import main
 
 
@@ -16,7 +18,7 @@ def test_cohort_command_prints_summary_and_writes_figure(tmp_path, capsys):
 
 def test_bad_argument_is_a_clear_error(tmp_path, capsys):
     assert main(["cohort", "--subjects", "0", "--out", str(tmp_path)]) == 2
-    assert "n_subjects must be a positive integer" in capsys.readouterr().err
+    assert "--subjects must be an integer >= 3" in capsys.readouterr().err
     assert not (tmp_path / "summary.json").exists()
 
 
@@ -59,7 +61,7 @@ def test_expected_failures_are_one_line_and_write_nothing(tmp_path, capsys):
     assert main([*RUN, "--seed", "-1", "--out", str(tmp_path / "s")]) == 2
     _one_clear_line(capsys, "seed must be a non-negative integer", "-1")
     assert main(["sweep", "--seeds", "0,-1", "--out", str(tmp_path / "w")]) == 2
-    _one_clear_line(capsys, "seed must be a non-negative integer")
+    _one_clear_line(capsys, "--seeds must be a non-negative integer")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
@@ -103,7 +105,7 @@ def test_a_busy_folder_from_the_command_line(tmp_path, capsys):
 
 def test_a_failed_cohort_command_leaves_no_folder(tmp_path, capsys):
     assert main(["cohort", "--subjects", "0", "--out", str(tmp_path / "new")]) == 2
-    _one_clear_line(capsys, "n_subjects must be a positive integer")
+    _one_clear_line(capsys, "--subjects must be an integer >= 3")
     assert not (tmp_path / "new").exists()
 
 
@@ -153,3 +155,109 @@ def test_a_lock_file_that_is_a_link_is_refused(tmp_path, capsys):
     assert main([*RUN, "--out", str(tmp_path / "f")]) == 2
     _one_clear_line(capsys, ".segreg-lite.lock is a symbolic link", "remove it")
     assert (tmp_path / "victim.txt").read_text() == "precious"
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Make generating or loading data fail the test: what is checked must be checked before."""
+    def made(*args, **kw):
+        raise AssertionError("the data was made before the arguments were checked")
+
+    monkeypatch.setattr("segreg_lite.data.load_data", made)
+    monkeypatch.setattr("segreg_lite.cohort.generate_cohort", made)
+
+
+SWEEP = ["sweep", "--subjects", "12", "--size", "32", "32", "--fractions", "0.5", "--seeds", "0", "--smoke", "--quiet",
+         "--methods", "supervised"]
+COHORT = ["cohort", "--subjects", "12", "--size", "32", "32"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    ([*RUN, "--fraction", "2"], "--fraction must be in (0, 1], got 2.0"),
+    ([*RUN, "--fraction", "nan"], "--fraction must be in (0, 1]"),
+    ([*RUN, "--preset", "bogus"], "unknown preset 'bogus' (--preset): choose one of cpu"),
+    ([*RUN, "--data-seed", "-1"], "--data-seed must be a non-negative integer (0, 1, 2, ...), got -1"),
+    ([*RUN, "--subjects", "2"], "--subjects must be an integer >= 3"),
+    ([*RUN, "--rounds", "-1"], "--rounds must be a non-negative integer"),
+    ([*RUN, "--size", "100000", "100000"], "--size must be multiples of 16 from 16 to 512, got 100000 100000"),
+    ([*RUN, "--size", "8", "8"], "--size must be multiples of 16 from 16 to 512, got 8 8"),
+    ([*RUN, "--size", "16", "16", "--methods", "reg_only"], "--size must be multiples of 16 from 32 (for reg_only)"),
+    ([*SWEEP, "--jobs", "0"], "--jobs must be a positive integer, got 0"),
+    ([*SWEEP, "--fractions", ""], "--fractions is empty"),
+    ([*SWEEP, "--fractions", "0.5,x"], "--fractions must be comma-separated numbers, got '0.5,x'"),
+    ([*SWEEP, "--fractions", "0.5,1"], "every fraction in --fractions must be in (0, 1) (the upper bound covers 1), got 1.0"),
+    ([*SWEEP, "--seeds", "0.5"], "--seeds must be comma-separated integers"),
+    ([*SWEEP, "--preset", "gpu"], "unknown preset 'gpu' (--preset)"),
+    ([*SWEEP, "--data-seed", "-1"], "--data-seed must be a non-negative integer"),
+    ([*SWEEP, "--size", "1024", "1024"], "--size must be multiples of 16 from 16 to 512"),
+    ([*COHORT, "--fraction", "0"], "--fraction must be in (0, 1], got 0.0"),
+    ([*COHORT, "--seed", "-1"], "--seed must be a non-negative integer (0, 1, 2, ...), got -1"),
+    ([*COHORT, "--subjects", "2"], "--subjects must be an integer >= 3 (one training, one validation and one test subject)"),
+    ([*COHORT, "--size", "100000", "100000"], "--size must be multiples of 16 from 16 to 512"),
+])
+def test_arguments_are_checked_before_the_data_is_made(tmp_path, capsys, no_data, args, expected):
+    # Issue 24: these failed only after the cohort was generated (~10 s at the defaults), and
+    # --size 100000 100000 tried to allocate 160 GB first; --data-seed -1 said "expected
+    # non-negative integer" without naming the flag.
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    _one_clear_line(capsys, expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_that_cannot_be_used_is_refused_before_the_data_is_made(tmp_path, capsys, monkeypatch, no_data):
+    import os
+
+    from segreg_lite.runfolder import RunFolder
+
+    (tmp_path / "afile").write_text("x")
+    for command in (RUN, SWEEP):
+        assert main([*command, "--out", str(tmp_path / "afile")]) == 2
+        _one_clear_line(capsys, "--out: ", "afile is a file, not a folder")
+        assert main([*command, "--out", str(tmp_path / "afile" / "below" / "deeper")]) == 2
+        _one_clear_line(capsys, "--out: cannot create the folder", "afile is a file")
+    with RunFolder(tmp_path / "busy"):
+        assert main([*RUN, "--out", str(tmp_path / "busy")]) == 2
+        _one_clear_line(capsys, "--out: ", "in use by another segreg-lite run (process")
+    with RunFolder(tmp_path / "sweep" / "f0.5-s0"):  # a sweep whose run folder another run holds
+        assert main([*SWEEP, "--out", str(tmp_path / "sweep")]) == 2
+        _one_clear_line(capsys, "--out: ", "f0.5-s0 is in use by another segreg-lite run (process")
+    real_open = os.open
+
+    def refuse(path, *args, **kw):  # what a read-only folder does (the tests may run as root)
+        if str(path).startswith(str(tmp_path / "ro")):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kw)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "open", refuse)
+    for command in (RUN, SWEEP, COHORT):
+        assert main([*command, "--out", str(tmp_path / "ro")]) == 2
+        _one_clear_line(capsys, "cannot write in", "permission denied")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "ro", "sweep"]  # nothing made by the checks
+    assert not any((tmp_path / "ro").iterdir()) and not (tmp_path / "sweep" / "f0.5-s0").exists()
+
+
+def test_a_damaged_shipped_network_stops_the_run_by_name(tmp_path, capsys, monkeypatch, make_flipped):
+    # Issue 24: shipped weights with flipped bytes were used as genuine (exit status 0).
+    from segreg_lite.pretrained import SHIPPED
+
+    if not SHIPPED.exists():
+        pytest.skip("the shipped weights are made by scripts/make_pretrained.py")
+    flipped = make_flipped(SHIPPED, tmp_path / "regnet_cohort.pt")
+    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED", flipped)
+    assert main([*RUN, "--methods", "reg_only", "--out", str(tmp_path / "r")]) == 2
+    _one_clear_line(capsys, str(flipped), "is not the shipped pre-trained registration network", "SHA-256",
+                    "pip install --force-reinstall segreg-lite", "git checkout segreg_lite/data/regnet_cohort.pt")
+    # a shipped file whose checksum is right but whose fingerprint is malformed: one line, not a traceback
+    from segreg_lite.checkpoint import load_checkpoint, save_checkpoint
+    from segreg_lite.pretrained import sha256
+
+    held = load_checkpoint(SHIPPED)
+    malformed = tmp_path / "malformed.pt"
+    save_checkpoint(malformed, models=held.models, config=held.config,
+                    extra={**held.extra, "fingerprint": {**held.extra["fingerprint"], "config": "reg_features=16"}})
+    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED", malformed)
+    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED_SHA256", sha256(malformed))
+    assert main([*RUN, "--methods", "reg_only", "--out", str(tmp_path / "m")]) == 2
+    _one_clear_line(capsys, "malformed.pt' has a malformed fingerprint (config is not a table of settings)")

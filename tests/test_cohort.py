@@ -67,6 +67,27 @@ def test_bad_subject_count(bad):
         generate_cohort(bad)
 
 
+def test_a_bad_seed_or_an_oversized_grid_is_refused_naming_the_parameter(monkeypatch):
+    # Issue 24: a negative seed reached NumPy ("expected non-negative integer", no name), and any
+    # size that was a multiple of 16 was accepted: 100000 x 100000 tried to allocate 160 GB.
+    from segreg_lite.data import load_data
+    from segreg_lite.limits import MAX_SIZE
+
+    monkeypatch.setattr("segreg_lite.cohort.load_template", lambda: pytest.fail("the template was read before the check"))
+    with pytest.raises(ValueError, match=r"^seed must be a non-negative integer \(0, 1, 2, ...\), got -1$"):
+        generate_cohort(3, seed=-1)
+    for size in ((100000, 100000), (MAX_SIZE + 16, 128), (128, 2 * MAX_SIZE)):
+        with pytest.raises(ValueError, match=f"^size must be multiples of 16 from 16 to {MAX_SIZE}, got {size[0]} {size[1]}"):
+            CohortConfig(size=size)
+        with pytest.raises(ValueError, match=f"to {MAX_SIZE}, got {size[0]} {size[1]}"):
+            load_data("cohort", n_subjects=3, size=size)
+    with pytest.raises(ValueError, match="size must be two numbers, H and W"):
+        CohortConfig(size=(128,))
+    with pytest.raises(ValueError, match="size must be multiples of 16"):
+        CohortConfig(size=(128.0, 128))
+    assert CohortConfig(size=(MAX_SIZE, 16)).size == (MAX_SIZE, 16)
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match="multiples of 16"):
         CohortConfig(size=(100, 128))

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import pytest
 
-from segreg_lite.config import CPU_PSEUDO, PAPER_REG_WEIGHTS, PRESETS, TrainConfig, get_preset, reg_weights
+from segreg_lite.config import CPU_PSEUDO, PAPER_REG_WEIGHTS, PRESETS, TrainConfig, check_preset, get_preset, reg_weights
 
 LENGTHS = ("seg_steps", "seg_round_steps", "reg_steps", "reg_round_steps", "rounds", "batch_size", "um_steps")
 
@@ -51,6 +51,10 @@ def test_paper_preset_keeps_the_papers_registration_network_and_loss():
 def test_unknown_preset_lists_names():
     with pytest.raises(ValueError, match="cpu, quick, sweep, paper, smoke"):
         get_preset("gpu")
+    # the command line checks the name before it makes any data, by the same function, naming its flag
+    with pytest.raises(ValueError, match=r"^unknown preset 'gpu' \(--preset\): choose one of cpu, quick, sweep, paper, smoke$"):
+        check_preset("gpu", "--preset")
+    assert all(check_preset(name) == name for name in PRESETS)
 
 
 def test_smoke_shrinks_lengths_and_keeps_the_rest():

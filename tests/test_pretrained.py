@@ -1,13 +1,14 @@
 """The shipped pre-trained registration network: fingerprint checks and clear errors."""
+import hashlib
 from dataclasses import replace
 
 import pytest
 import torch
 
-from segreg_lite.checkpoint import save_checkpoint
+from segreg_lite.checkpoint import load_checkpoint, save_checkpoint
 from segreg_lite.config import TrainConfig, get_preset
 from segreg_lite.registration import pretrain_regnet
-from segreg_lite.pretrained import SHIPPED, fingerprint, load_pretrained, mismatch, shipped_regnet
+from segreg_lite.pretrained import SHIPPED, SHIPPED_SHA256, fingerprint, load_pretrained, mismatch, sha256, shipped_regnet
 from segreg_lite.regnet import RegNet
 from segreg_lite.splits import make_split
 from segreg_lite.train import new_models
@@ -76,7 +77,8 @@ def test_pretrain_regnet_loads_a_fitting_file(tmp_path, data, monkeypatch):
     images, subjects, split = data
     path = tmp_path / "reg.pt"
     saved = _write(path, images, subjects, list(split.train))
-    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED", path)
+    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED", path)  # stands in for the shipped file, checksum and all
+    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED_SHA256", sha256(path))
     reg = new_models(CONFIG, 5, 1)[1]
     lines = []
     history = pretrain_regnet(reg, images, split, CONFIG, seed=0, device="cpu", log=lines.append)
@@ -128,3 +130,67 @@ def test_the_shipped_file_fits_the_default_cohort_for_split_seeds_0_1_2():
     assert shipped_regnet(data.images, split, get_preset("cpu"))[0] is not None
     split = make_split(len(data.images), seed=5, fraction=0.01, subjects=data.subjects)
     assert shipped_regnet(data.images, split, get_preset("cpu"))[0] is None  # it saw seed 5's test images
+
+
+needs_shipped = pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped weights are made by scripts/make_pretrained.py")
+
+
+@needs_shipped
+def test_the_checksum_in_the_code_is_the_shipped_files():
+    """A re-made network ships with its checksum: scripts/make_pretrained.py prints it."""
+    got = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    assert got == SHIPPED_SHA256, (f"{SHIPPED} has SHA-256 {got}, but SHIPPED_SHA256 in segreg_lite/pretrained.py is "
+                                   f"{SHIPPED_SHA256}: set it to the new file's checksum")
+
+
+@needs_shipped
+def test_a_shipped_file_with_flipped_bytes_is_refused_by_name(tmp_path, monkeypatch, data, make_flipped):
+    # Issue 24: such a file loaded as genuine, and reg_only's Dice fell from 0.719 to 0.038 with exit status 0.
+    flipped = make_flipped(SHIPPED, tmp_path / "regnet_cohort.pt")
+    assert "regnet" in load_checkpoint(flipped).models  # torch alone cannot tell
+    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED", flipped)
+    images, subjects, split = data
+    for call in (lambda: load_pretrained(), lambda: load_pretrained(flipped),
+                 lambda: shipped_regnet(images, split, get_preset("cpu"))):
+        with pytest.raises(ValueError) as err:
+            call()
+        message = str(err.value)
+        assert "\n" not in message and str(flipped) in message and "SHA-256" in message
+        assert "pip install --force-reinstall segreg-lite" in message and "git checkout segreg_lite/data/regnet_cohort.pt" in message
+        assert "scripts/make_pretrained.py" in message
+    with pytest.raises(ValueError, match="is not the shipped pre-trained registration network"):
+        pretrain_regnet(new_models(CONFIG, 5, 0)[1], images, split, CONFIG, seed=0, device="cpu")
+
+
+@pytest.mark.parametrize("change, why", [
+    (dict(config="reg_features=16"), "config is not a table of settings"),
+    (dict(size=[32]), "size is not two whole numbers"),
+    (dict(size="32x32"), "size is not two whole numbers"),
+    (dict(subjects="sub-0001"), "subjects is not a list of names"),
+    (dict(subjects=[]), "subjects is not a list of names"),
+    (dict(means=[0.5]), "means is not one number per subject"),
+    (dict(means=None), "means is not one number per subject"),
+])
+def test_a_malformed_fingerprint_is_a_one_line_error(tmp_path, monkeypatch, data, change, why):
+    images, subjects, split = data
+    path = tmp_path / "reg.pt"
+    train = list(split.train)[:5]
+    fp = {**fingerprint(images, subjects, train, CONFIG), **change}
+    save_checkpoint(path, models={"regnet": new_models(CONFIG, 5, 0)[1]}, config=CONFIG, extra={"fingerprint": fp})
+    with pytest.raises(ValueError, match=f"reg.pt'? has a malformed fingerprint \\({why}"):
+        shipped_regnet(images, split, CONFIG, path)
+    # as the shipped file (its checksum right), the error also says how to restore it
+    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED", path)
+    monkeypatch.setattr("segreg_lite.pretrained.SHIPPED_SHA256", sha256(path))
+    with pytest.raises(ValueError, match="malformed fingerprint.*to restore it, reinstall segreg-lite"):
+        shipped_regnet(images, split, CONFIG)
+
+
+def test_a_training_record_that_is_not_one_never_fails_the_note(tmp_path, data):
+    images, subjects, split = data
+    path = tmp_path / "reg.pt"
+    train = list(split.train)[:5]
+    save_checkpoint(path, models={"regnet": new_models(CONFIG, 5, 0)[1]}, config=CONFIG,
+                    extra={"fingerprint": fingerprint(images, subjects, train, CONFIG), "training": "long ago"})
+    model, note = shipped_regnet(images, split, CONFIG, path)
+    assert model is not None and "? unsupervised steps on 5 training subjects (? min on ?)" in note

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from segreg_lite.runfolder import (LOCK, MANIFEST, FolderBusy, RunFolder, RunFolderError, data_digest, differences,
-                                   fingerprint)
+                                   fingerprint, probe_folder)
 
 SPEC = {"data": "toy", "seed": 0, "fraction": 0.5, "config": {"a": 1}, "split": {"train": [1, 2]}}
 FP = fingerprint(data="d" * 64, split={"train": [1]}, config={"a": 1}, seed=0, method="supervised")
@@ -402,3 +402,17 @@ def test_deleting_the_lock_file_does_not_free_a_live_run(tmp_path):
     with RunFolder(out) as folder:  # the run is gone: the folder is free again
         folder.start({**SPEC, "seed": 1}, overwrite=True)
     assert json.loads((out / "run.json").read_text())["seed"] == 1
+
+
+def test_probe_folder_fails_as_the_run_would_and_leaves_nothing(tmp_path):
+    # Issue 24: the command line checks its output folder before it makes the data, with this.
+    probe_folder(tmp_path / "a" / "b" / "c", "--out")
+    assert not (tmp_path / "a").exists()  # every folder it made is removed again
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(RunFolderError, match="^--out: .*afile is a file, not a folder"):
+        probe_folder(tmp_path / "afile", "--out")
+    with RunFolder(tmp_path / "r"):
+        with pytest.raises(FolderBusy, match=f"^--out: .*in use by another segreg-lite run \\(process {os.getpid()}\\)"):
+            probe_folder(tmp_path / "r", "--out")
+        probe_folder(tmp_path / "r", "--out", lock=False)  # a sweep's root: writable is enough
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -118,7 +118,7 @@ def test_sweep_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "upper_bound" in out and "20%" in out and (tmp_path / "s" / "full-s0" / "results.json").exists()
     assert main(args[:-2] + ["--seeds", "0,x", "--out", str(tmp_path / "t")]) == 2
-    assert "comma-separated ints" in capsys.readouterr().err and not (tmp_path / "t").exists()
+    assert "--seeds must be comma-separated integers" in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
 def test_a_run_is_finished_only_if_its_results_carry_its_fingerprint(tmp_path, make_data, tiny_config):
