@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from segreg_lite.report import compute_minutes, format_summary, format_table, load_results, markdown_sweep  # noqa: E402
 from segreg_lite.io import read_json, write_text  # noqa: E402
+from segreg_lite.methods import DEFAULT_METHODS  # noqa: E402
 from segreg_lite.sweep import SHIPPED_RESULTS, collect_sweep  # noqa: E402
 
 START, END = "<!-- results table: start (scripts/readme_results.py) -->", "<!-- results table: end -->"
@@ -104,8 +105,11 @@ def seeds_block(root: Path) -> str:
         raise FileNotFoundError(f"no finished run folder (*/results.json) in {root}")
     summaries = load_results(folders)
     seeds = ", ".join(str(s["seed"]) for s in summaries)
-    return (f"The same command over seeds {seeds} (`segreg-lite summary` of one run folder per seed, as above; "
-            f"made by `scripts/readme_results.py` from `{shown(root)}`):\n\n```text\n{format_summary(summaries)}\n```")
+    extra = sorted({m for s in summaries for m in s["methods"]} - set(DEFAULT_METHODS))
+    added = (f", each folder run again with `--methods {','.join([*DEFAULT_METHODS, *extra])}` to add "
+             f"{', '.join(f'`{m}`' for m in extra)}") if extra else ""
+    return (f"The same command over seeds {seeds}{added} (`segreg-lite summary` of one run folder per seed, as "
+            f"above; made by `scripts/readme_results.py` from `{shown(root)}`):\n\n```text\n{format_summary(summaries)}\n```")
 
 
 def test_block(path: Path = TEST_TIMES) -> str:
