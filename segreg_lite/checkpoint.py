@@ -12,7 +12,8 @@ Safety: files are read with ``torch.load(..., weights_only=True)`` only, which n
 arbitrary Python objects, so a checkpoint holds tensors, dicts, lists, tuples, str, int, float,
 bool and None, nothing else. A file that asks the unpickler for anything else (a class, a
 function such as ``os.system``) is refused with a message naming what it asked for; it is a file
-that carries code, never "corrupt", and the message never suggests loading it unsafely. Files are written atomically (:func:`segreg_lite.io.atomic_path`):
+that carries code, never "corrupt", and the message never suggests loading it unsafely; so is
+a bare ``pickle.dump`` file, named as a pickle (which could run code), not as a damaged file. Files are written atomically (:func:`segreg_lite.io.atomic_path`):
 a save killed mid-way leaves the previous checkpoint as it was.
 """
 from __future__ import annotations
@@ -155,6 +156,12 @@ def _read(path: str | os.PathLike, map_location: Any) -> dict[str, Any]:
                 "segreg-lite checkpoint holds only tensors and plain values, so this file is not one "
                 "(or it was altered); nothing in it was run. Delete it, or get the file again from its source"
             ) from None
+        if _is_pickle(path):
+            raise ValueError(
+                f"{str(path)!r} was refused: it is a pickle, which could run code; segreg-lite only reads "
+                "torch.save files with weights_only, and nothing in it was run. Save the models with "
+                "segreg_lite.checkpoint.save_checkpoint"
+            ) from None
         raise ValueError(
             f"{str(path)!r} is not a readable checkpoint: the file is truncated, corrupt or not a "
             f"torch file ({_reason(err)})"
@@ -184,6 +191,37 @@ def _refused(err: Exception) -> str | None:
     return f"the global {found.group(1)}" if found else None
 
 
+#: The first pickle of torch's legacy (non-zip) format: its magic number, alone.
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether ``path`` is a whole pickle stream written by ``pickle.dump`` (any protocol) rather
+    than a torch file: not a zip archive (torch's format), and its first pickle parses to its end
+    without being torch's legacy magic number. ``pickletools.genops`` only reads the opcodes, it
+    never builds an object, so nothing in the file runs. A truncated pickle does not parse and
+    stays "truncated or corrupt"."""
+    import io
+    import pickletools
+
+    try:
+        data = path.read_bytes()
+        if data[:2] == b"PK" or data[:1] != b"\x80":  # a zip (torch.save), or no pickle PROTO opcode
+            return False
+        ops = [(op.name, arg) for op, arg, _ in pickletools.genops(io.BytesIO(data))]
+    except Exception:  # genops raises ValueError and others on a stream that does not parse
+        return False
+    return [name for name, _ in ops] != ["PROTO", "LONG1", "STOP"] or ops[1][1] != _TORCH_MAGIC
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """``text`` cut to about ``limit`` characters at a word boundary (a message never ends mid-word)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return f"{cut} ..."
+
+
 def _reason(err: Exception) -> str:
     """Why torch could not read a file, in one short line that never repeats torch's advice to
     retry with weights_only=False (a damaged file gives "Unsupported operand 95", say)."""
@@ -191,8 +229,8 @@ def _reason(err: Exception) -> str:
     if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in text:
         after = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
         lines = [ln.strip() for ln in after.splitlines() if ln.strip() and "weights_only" not in ln]
-        return f"its pickle stream is invalid: {lines[0][:120]}" if lines else "its pickle stream is invalid"
-    first = text.splitlines()[0][:120] if text.strip() else "no message"
+        return f"its pickle stream is invalid: {_clip(lines[0])}" if lines else "its pickle stream is invalid"
+    first = _clip(text.strip().splitlines()[0]) if text.strip() else "no message"
     return f"{type(err).__name__}: {first}"
 
 

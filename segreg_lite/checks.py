@@ -27,11 +27,22 @@ def check_finite(name: str, t: Tensor) -> None:
         raise ValueError(f"{name} contains NaN or inf (shape {shape(t)})")
 
 
+#: The brightest intensity a [0, 1] image may hold: noise and resampling overshoot 1 a little,
+#: an image scaled 0..255 (or raw scanner units) exceeds it by far.
+MAX_INTENSITY = 1.5
+
+
 def check_images(images: Any, name: str = "images") -> Tensor:
-    """A float tensor of shape (N, 1, H, W), or a ValueError saying what it is instead."""
+    """A float tensor of shape (N, 1, H, W) with intensities in [0, 1], or a ValueError saying
+    what it is instead. Images scaled 0..255 are refused rather than warned about: every loss,
+    augmentation and registration weight is tuned to [0, 1], so they would train on in silence
+    and give a meaningless result."""
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 1 or not images.is_floating_point():
         what = f"{shape(images)} of dtype {images.dtype}" if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"{name} must be a float tensor of shape (N, 1, H, W), got {what}")
+    if images.numel() and float(images.max()) > MAX_INTENSITY:
+        raise ValueError(f"{name} reach {float(images.max()):.4g}, but segreg-lite takes intensities in [0, 1] (these look "
+                         "scaled 0..255 or raw): divide by the maximum (or by 255) first")
     return images
 
 

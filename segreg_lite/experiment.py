@@ -239,6 +239,7 @@ def run_experiment(
             m = results[name]["metrics"]
             log(f"{name}: mean Dice {m['dice']:.3f}, HD {m['hd']:.1f} px, HD95 {m['hd95']:.1f} px ({m['seconds']:.0f} s)")
         summary = {**spec, "methods": results}
+        csv_text = results_csv(summary)  # before results.json: a failure here must not leave it rewritten
         folder.write_json("results.json", summary)
-        folder.write_text("results.csv", results_csv(summary))
+        folder.write_text("results.csv", csv_text)
     return summary

@@ -14,6 +14,7 @@ is never a bare ``Expecting value``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -45,23 +46,50 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+#: How torch says that writing a file failed (its zip writer wraps the OS error in a
+#: RuntimeError such as "[enforce fail at inline_container.cc] . unexpected pos 64 vs 0").
+_TORCH_WRITE_FAILED = ("unexpected pos", "file write failed", "PytorchStreamWriter failed writing")
+
+
+def _disk_full(path: Path, err: BaseException) -> OSError | None:
+    """A one-line OSError (ENOSPC) naming ``path`` if ``err`` says the disk (or quota) is full,
+    or is torch's RuntimeError for a failed write, which a full disk is the usual cause of; None
+    for any other error, which is raised as it is."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        why = "no space left on device"
+    elif isinstance(err, RuntimeError) and any(s in str(err) for s in _TORCH_WRITE_FAILED):
+        why = "no space left on device (or the write failed another way: torch could not write the whole file)"
+    else:
+        return None
+    return OSError(errno.ENOSPC, f"{why}; free some space and try again (the previous file, if any, is kept)", str(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it onto ``path`` if the block succeeds."""
+    """Yield a temporary path next to ``path``; move it onto ``path`` if the block succeeds. A
+    full disk, in the block (a ``json`` or ``torch.save`` write) or while flushing, is an OSError
+    whose one line names ``path`` and "no space left on device" rather than torch's "unexpected
+    pos"; as for any failure, the old file is left as it was and the temporary file removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
+    tmp_path = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
         yield tmp_path
         _fsync(tmp_path)  # without it, a power cut after the rename can leave an empty file
         os.replace(tmp_path, path)
+    except (OSError, RuntimeError) as err:
+        full = _disk_full(path, err)
+        if full is None:
+            raise
+        raise full from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

@@ -66,27 +66,115 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_method_result(entry: Any, where: str, n_classes: int | None = None) -> None:
+    """Raise a one-line ValueError beginning with ``where`` (the file, and the method) unless
+    ``entry`` is a method's results entry: ``metrics`` with numeric ``dice``, ``hd``, ``hd95``,
+    ``seconds`` and ``dice_per_class`` (``n_classes`` numbers when given), an optional numeric
+    ``folding`` and, for a joint method, a ``history`` of rounds with a numeric ``test_dice``.
+    Checked when a file is read, so that a hand-edited or truncated file is named as such
+    instead of failing later as a KeyError or a format error that names no file."""
+    metrics = entry.get("metrics") if isinstance(entry, dict) else None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{where}: no 'metrics' table")
+    for key in ("dice", "hd", "hd95", "seconds", *(["folding"] if "folding" in metrics else [])):
+        if not _number(metrics.get(key)):
+            raise ValueError(f"{where}: metrics {key!r} must be a number, got {metrics.get(key, 'nothing')!r}")
+    per_class = metrics.get("dice_per_class")
+    if not isinstance(per_class, list) or not all(_number(v) for v in per_class) \
+            or (n_classes is not None and len(per_class) != n_classes):
+        need = f"a list of {n_classes} numbers" if n_classes is not None else "a list of numbers"
+        raise ValueError(f"{where}: metrics 'dice_per_class' must be {need}, got {per_class!r}")
+    history = entry.get("history")
+    if history is not None and not (isinstance(history, list)
+                                    and all(isinstance(h, dict) and _number(h.get("test_dice")) for h in history)):
+        raise ValueError(f"{where}: 'history' must be a list of rounds, each with a numeric 'test_dice'")
+
+
+def check_results(held: Any, path: str | Path) -> dict[str, Any]:
+    """``held`` (read from the results file ``path``) if it has the shape and types that
+    :func:`run_experiment <segreg_lite.experiment.run_experiment>` writes; otherwise a one-line
+    ValueError naming the file, what is wrong and the remedy."""
+    why = "; run that run again (the same segreg-lite run command) to rewrite it, or leave that folder out"
+    missing = [k for k in ("data", "preset", "fraction", "seed", "label_names", "methods") if not isinstance(held, dict) or k not in held]
+    if missing:
+        raise ValueError(f"{path}: not a segreg-lite results file (no {', '.join(missing)})")
+    types = {"data": (str, "a string"), "preset": (str, "a string"), "methods": (dict, "a table of methods")}
+    for key, (kind, what) in types.items():
+        if not isinstance(held[key], kind):
+            raise ValueError(f"{path}: damaged results file: {key!r} must be {what}, got {held[key]!r}{why}")
+    if not _number(held["fraction"]):
+        raise ValueError(f"{path}: damaged results file: 'fraction' must be a number, got {held['fraction']!r}{why}")
+    if not isinstance(held["seed"], int) or isinstance(held["seed"], bool):
+        raise ValueError(f"{path}: damaged results file: 'seed' must be an integer, got {held['seed']!r}{why}")
+    names = held["label_names"]
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{path}: damaged results file: 'label_names' must be a list of class names, got {names!r}{why}")
+    for name, entry in held["methods"].items():
+        try:
+            check_method_result(entry, f"{path}: damaged results file: method {name!r}", len(names) - 1)
+        except ValueError as err:
+            raise ValueError(f"{err}{why}") from None
+    return held
+
+
+#: What the runs summarised together must share besides their config: seeds aside, they must
+#: be one experiment (a mean over other data or another fraction is a mean of nothing).
+SAME = ("data", "data_sha256", "label_names", "preset", "fraction")
+
+
+def _smoke(config: Any) -> bool | None:
+    """Whether a results file's config is a ``--smoke`` one (None if it cannot be told): a smoke
+    config is its own :meth:`~segreg_lite.config.TrainConfig.smoke` version."""
+    from segreg_lite.config import TrainConfig
+
+    try:
+        held = TrainConfig.from_dict(config)
+    except (TypeError, ValueError):
+        return None
+    return held.smoke() == held
+
+
+def run_differences(summary: dict[str, Any], first: dict[str, Any], shown: int = 4) -> list[str]:
+    """How the run ``summary`` differs from ``first`` other than in its seed, as ``field: value
+    vs value`` (``summary``'s first): data, fraction, preset, whether it is a smoke run, and each
+    config field (the rounds, the steps, ...); the first ``shown`` config fields, then a count."""
+    out = [f"{key}: {summary.get(key)!r} vs {first.get(key)!r}" for key in SAME if summary.get(key) != first.get(key)]
+    a, b = summary.get("config"), first.get("config")
+    if a != b:
+        smoke = _smoke(a), _smoke(b)
+        if None not in smoke and smoke[0] != smoke[1]:
+            out.append(f"smoke: {smoke[0]} vs {smoke[1]}")
+        if isinstance(a, dict) and isinstance(b, dict):
+            fields = [f"config.{k}: {a.get(k, 'absent')!r} vs {b.get(k, 'absent')!r}"
+                      for k in [*a, *(k for k in b if k not in a)] if a.get(k, "absent") != b.get(k, "absent")]
+            out += fields[:shown] + ([f"and {len(fields) - shown} more config fields"] if len(fields) > shown else [])
+        else:
+            out.append(f"config: {'recorded' if a is not None else 'absent'} vs {'recorded' if b is not None else 'absent'}")
+    return out
+
+
 def load_results(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """The ``results.json`` of each run folder, checked to be comparable: the same data, preset and
-    fraction (seeds may differ, and a seed twice is an error)."""
+    """The ``results.json`` of each run folder, checked (:func:`check_results`) and checked to be
+    comparable: the same data, fraction, preset and config (so never a smoke run with a full
+    one, nor runs of other round counts); seeds may differ, and a seed twice is an error."""
     summaries = []
     for folder in folders:
         path = Path(folder) / "results.json"
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: is {folder} a finished segreg-lite run folder?")
-        held = read_json(path, "results file")
-        missing = [k for k in ("data", "preset", "fraction", "seed", "label_names", "methods") if not isinstance(held, dict) or k not in held]
-        if missing:
-            raise ValueError(f"{path}: not a segreg-lite results file (no {', '.join(missing)})")
-        summaries.append(held)
+        summaries.append(check_results(read_json(path, "results file"), path))
     if not summaries:
         raise ValueError("no run folder given")
     first = summaries[0]
     for folder, s in zip(folders, summaries):
-        for key in ("data", "preset", "fraction"):
-            if s[key] != first[key]:
-                raise ValueError(f"{folder} differs from {folders[0]} in {key} ({s[key]!r} vs {first[key]!r}): "
-                                 "summarise runs of one setting at a time")
+        differ = run_differences(s, first)
+        if differ:
+            raise ValueError(f"{folder} differs from {folders[0]} in {'; '.join(differ)}: only runs that differ "
+                             "in their seed alone are averaged; summarise runs of one setting at a time")
     seeds = [s["seed"] for s in summaries]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"the same seed appears twice among the runs (seeds {seeds})")

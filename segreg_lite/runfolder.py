@@ -50,6 +50,7 @@ import numpy as np
 
 from segreg_lite import __version__
 from segreg_lite.io import read_json, temp_target, write_json, write_text
+from segreg_lite.report import check_method_result
 
 try:  # POSIX; on Windows the lock falls back to msvcrt
     import fcntl
@@ -62,6 +63,9 @@ LOCK = ".segreg-lite.lock"
 METHODS_DIR, CHECKPOINTS_DIR = "methods", "checkpoints"
 #: What a folder written before manifests existed holds (ours if its run.json is a run's).
 _LEGACY = (RUN, "results.json", "results.csv", f"{METHODS_DIR}/*.json", f"{CHECKPOINTS_DIR}/*.pt")
+#: The remedy a refusal offers for a folder holding another run. Callers without that option
+#: (``segreg-lite sweep`` has no ``--overwrite``) put their own in its place.
+OVERWRITE = "pass overwrite=True (--overwrite)"
 #: The fingerprint's parts, in the order a difference is reported.
 FINGERPRINT_KEYS = ("data", "split", "config", "seed", "method", "segreg_lite")
 
@@ -343,10 +347,10 @@ class RunFolder:
         try:
             held = read_json(self.run_path, "run description")
         except ValueError as err:
-            raise RunFolderError(f"{err}; pass overwrite=True (--overwrite) to start this run afresh") from None
+            raise RunFolderError(f"{err}; {OVERWRITE} to start this run afresh") from None
         if not isinstance(held, dict):
             raise RunFolderError(f"{self.run_path}: damaged run description (not a JSON object); "
-                                 "pass overwrite=True (--overwrite) to start this run afresh")
+                                 f"{OVERWRITE} to start this run afresh")
         return held
 
     def start(self, spec: dict[str, Any], *, overwrite: bool = False) -> None:
@@ -368,16 +372,16 @@ class RunFolder:
             if not overwrite:
                 if "segreg_lite" in spec and "segreg_lite" not in held:
                     raise RunFolderError(f"{self.path} holds a run written by a segreg-lite without fingerprints, so its "
-                                         "results cannot be checked against this run; pass overwrite=True (--overwrite) "
+                                         f"results cannot be checked against this run; {OVERWRITE} "
                                          "to run it again, or choose another output folder")
                 raise RunFolderError(f"{self.path} holds another run (differs in {', '.join(differ)}); "
-                                     "choose another output folder or pass overwrite=True (--overwrite)")
+                                     f"choose another output folder or {OVERWRITE}")
             self.clear()
         elif not self._empty():
             if not overwrite:
                 if self._files:
-                    raise RunFolderError(f"{self.path} holds files of a segreg-lite run but no {RUN}; pass overwrite=True "
-                                         "(--overwrite) to replace them, or choose another output folder")
+                    raise RunFolderError(f"{self.path} holds files of a segreg-lite run but no {RUN}; {OVERWRITE} "
+                                         "to replace them, or choose another output folder")
                 raise RunFolderError(f"{self.path} exists and is not a segreg-lite run folder (no {RUN}); "
                                      "choose another output folder")
             self.clear()
@@ -385,7 +389,8 @@ class RunFolder:
 
     def read_result(self, name: str, expected: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """``(result, "")`` when ``methods/<name>.json`` holds a result made under the
-        ``expected`` fingerprint; ``(None, why)`` otherwise (``why`` is empty if there is no file)."""
+        ``expected`` fingerprint and the shape of a result (:func:`segreg_lite.report.check_method_result`);
+        ``(None, why)`` otherwise (``why`` is empty if there is no file)."""
         path = self.method_path(name)
         if not path.exists():
             return None, ""
@@ -396,6 +401,10 @@ class RunFolder:
         diff = differences(held.get("fingerprint") if isinstance(held, dict) else None, expected)
         if diff:
             return None, f"{path} was made by another run (differs in {', '.join(diff)})"
+        try:  # a hand-edited result would otherwise be written into results.json, then fail there
+            check_method_result(held, f"{path}: damaged method result")
+        except ValueError as err:
+            return None, str(err)
         return held, ""
 
     def write_result(self, name: str, result: dict[str, Any], fp: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +27,11 @@ from segreg_lite.limits import check_fraction, check_seed
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
 #: The fewest subjects a split takes: one training, one validation and one test subject.
 MIN_SUBJECTS = 3
+
+#: The fewest training and test subjects whose results mean something: below that, a mean
+#: test Dice is one subject's, and one training image is all there is to learn from. Fewer
+#: still run (smoke tests), with a warning.
+MEANINGFUL = 2
 
 _REQUIRED_KEYS = ("train", "val", "test", "annotated", "seed", "fraction")
 
@@ -183,6 +189,10 @@ def make_split(n_subjects: int, *, seed: int = 0, fraction: float = 0.01,
         raise ValueError(f"val={val!r} and test={test!r} give {n_val} val and {n_test} test "
                          f"subjects of {n_subjects}; each needs at least 1")
 
+    if n_subjects - n_val - n_test < MEANINGFUL or n_test < MEANINGFUL:
+        warnings.warn(f"a split of {n_subjects} subjects has {n_subjects - n_val - n_test} training and {n_test} test "
+                      f"subject(s): too small for its Dice to mean anything (a smoke test at most); use subjects enough "
+                      f"for at least {MEANINGFUL} of each (8 with the default val and test shares)", stacklevel=2)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n_subjects)
     test_idx, val_idx = order[:n_test], order[n_test:n_test + n_val]

@@ -26,8 +26,8 @@ from segreg_lite.data import Data
 from segreg_lite.experiment import check_seed, finished, run_experiment
 from segreg_lite.limits import check_fraction, check_int
 from segreg_lite.methods import check_methods
-from segreg_lite.report import load_results
-from segreg_lite.runfolder import METHODS_DIR
+from segreg_lite.report import check_results, load_results
+from segreg_lite.runfolder import METHODS_DIR, OVERWRITE, RunFolderError
 from segreg_lite.splits import FRACTIONS
 from segreg_lite.io import read_json
 
@@ -44,6 +44,8 @@ UPPER = "upper_bound"
 #: longer-schedule check) and ``main`` (the README's ``make main`` run), each the ``results.json``
 #: and ``results.csv`` of its run folders plus an ``export.json`` saying where they came from and
 #: how long they took. ``scripts/export_results.py`` writes them; :func:`collect_sweep` reads them.
+#: What a sweep's refusal of a run folder holding another run suggests instead of ``--overwrite``.
+SWEEP_REMEDY = "move that folder away (segreg-lite sweep has no --overwrite and never removes a run)"
 SHIPPED_RESULTS = Path(__file__).resolve().parent / "data" / "shipped_results"
 
 
@@ -157,22 +159,26 @@ def run_sweep(
 
 def _run_one(data: Data, run: SweepRun, kw: dict[str, Any], progress: bool = False,
              log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
-    """One run of the plan (also the worker processes' task)."""
-    return run_experiment(data, run.folder, methods=run.methods, fraction=run.fraction, seed=run.seed,
-                          progress=progress, log=log, **kw)
+    """One run of the plan (also the worker processes' task). A run folder's refusal offers the
+    sweep's remedy, not ``--overwrite``, which ``segreg-lite sweep`` does not have (a sweep never
+    removes a run's results)."""
+    try:
+        return run_experiment(data, run.folder, methods=run.methods, fraction=run.fraction, seed=run.seed,
+                              progress=progress, log=log, **kw)
+    except RunFolderError as err:
+        raise type(err)(str(err).replace(OVERWRITE, SWEEP_REMEDY)) from None
 
 
 def collect_sweep(root: str | Path, fractions: Sequence[float] | None = None,
                   seeds: Sequence[int] | None = None) -> dict[float, list[dict[str, Any]]]:
     """Every finished run under ``root`` (folders with a ``results.json``), grouped by fraction and
-    sorted by it, each group checked comparable by :func:`load_results`. ``fractions`` / ``seeds``
+    sorted by it, each group checked comparable by :func:`load_results` (runs of one fraction must
+    differ in their seed alone: a smoke run or one of another config is refused, named). ``fractions`` / ``seeds``
     keep only those runs (the upper bound's fraction 1 is always kept)."""
     root = Path(root)
     by_fraction: dict[float, list[Path]] = {}
     for path in sorted(root.glob("*/results.json")):
-        held = read_json(path, "results file")
-        if not isinstance(held, dict) or "fraction" not in held or "seed" not in held:
-            raise ValueError(f"{path}: not a segreg-lite results file (no fraction or seed)")
+        held = check_results(read_json(path, "results file"), path)
         fraction = float(held["fraction"])
         if (fractions is None or fraction in fractions or fraction == 1.0) and (seeds is None or held["seed"] in seeds):
             by_fraction.setdefault(fraction, []).append(path.parent)

@@ -105,6 +105,33 @@ def test_failed_save_keeps_old_checkpoint_and_leaves_no_temp_files(saved, monkey
     assert torch.equal(load_checkpoint(path).models["seg"].eval()(x), model.eval()(x))
 
 
+@pytest.mark.parametrize("failure", ["enospc", "torch"])
+def test_a_full_disk_during_a_save_is_named_and_keeps_the_old_checkpoint(saved, monkeypatch, failure):
+    """A full disk mid-save: OSError(ENOSPC), or torch's RuntimeError wrapping it ("unexpected
+    pos"), becomes one line naming the file and "no space left on device"; the old checkpoint
+    stays readable and no temporary file is left."""
+    import errno
+
+    path, model = saved
+    before = path.read_bytes()
+
+    def full_disk(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(before[: len(before) // 3])
+        if failure == "enospc":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4608 vs 4500")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="no space left on device") as err:
+        save_checkpoint(path, models={"seg": _unet(seed=1)})
+    monkeypatch.undo()
+    assert err.value.filename == str(path) and "unexpected pos" not in str(err.value) and "\n" not in str(err.value)
+    assert path.read_bytes() == before and os.listdir(path.parent) == [path.name]
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.equal(load_checkpoint(path).models["seg"].eval()(x), model.eval()(x))
+
+
 def test_bad_extra_is_refused_before_writing(tmp_path):
     cases = (({"seed": np.int64(3)}, "int64"), ({"dice": [np.float64(0.5)]}, r"\['dice'\]\[0\].*float64"),
              ({"w": torch.ones(2)}, "Tensor"), ({1: "a"}, "keys must be str"))
@@ -263,3 +290,39 @@ def test_load_into_another_model(tmp_path):
     message = str(info.value)
     assert "'features': 8" in message and "'features': 16" in message  # both configs shown
     assert "features: 8 vs 16" in message
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_a_raw_pickle_is_refused_as_a_pickle_not_as_corrupt(tmp_path, protocol):
+    """A ``pickle.dump`` file is not damaged: it is a format that can run code when read, which
+    segreg-lite never reads. Its truncated copy stays "truncated, corrupt or not a torch file"."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "raw.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"format": FORMAT, "models": {"seg": _System(marker)}}, f, protocol=protocol)
+    with pytest.raises(ValueError, match=r"raw\.pt' was refused: it is a pickle, which could run code; segreg-lite only "
+                                         r"reads torch.save files with weights_only") as err:
+        load_checkpoint(path)
+    assert "corrupt" not in str(err.value) and "weights_only=False" not in str(err.value) and not marker.exists()
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="truncated, corrupt"):
+        load_checkpoint(path)
+    legacy = tmp_path / "legacy.pt"  # torch's own non-zip format is a torch file, not a bare pickle
+    torch.save({"a": 1}, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(ValueError, match="not a segreg-lite checkpoint"):
+        load_checkpoint(legacy)
+
+
+def test_a_long_reason_is_never_cut_mid_word(saved, monkeypatch):
+    text = "PytorchStreamReader failed reading zip archive: failed finding central directory " * 3
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(text)
+
+    monkeypatch.setattr(torch, "load", fail)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(saved[0])
+    reason = str(err.value).split("(RuntimeError: ", 1)[1]
+    assert reason.endswith(" ...)") and text.startswith(reason[: -len(" ...)")] + " ")

@@ -55,3 +55,29 @@ def test_array_checks_of_the_loaders():
         check_array_labels(np.array([0.5]), 3)
     with pytest.raises(ValueError, match=r"values \[5\] are outside the table 0..2 \(bg, a, b \)"):
         check_array_labels(np.array([0, 5]), 3, names=("bg", "a", "b"))
+
+
+def test_images_scaled_0_to_255_are_refused():
+    """Images in 0..255 pass every shape check and would train on in silence: refused, naming the
+    argument and the remedy; the small overshoot of noise above 1 is fine."""
+    from segreg_lite.config import TrainConfig
+    from segreg_lite.supervised import train_segmenter
+
+    images = torch.rand(3, 1, 8, 8)
+    assert check_images(images * 1.2) is not None
+    with pytest.raises(ValueError, match=r"moving reach 255, but segreg-lite takes intensities in \[0, 1\].*divide by"):
+        check_images(torch.cat([images, torch.full((1, 1, 8, 8), 255.0)]), "moving")
+    with pytest.raises(ValueError, match=r"images reach .*intensities in \[0, 1\]"):
+        train_segmenter(None, images * 255, torch.zeros(3, 8, 8, dtype=torch.long), [0], TrainConfig())
+
+
+def test_a_split_too_small_to_mean_anything_warns():
+    from segreg_lite.splits import make_split
+
+    with pytest.warns(UserWarning, match="a split of 3 subjects has 1 training and 1 test subject.*too small"):
+        make_split(3)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_split(12)

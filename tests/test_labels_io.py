@@ -49,6 +49,32 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temp file left
 
 
+def test_a_full_disk_is_named_and_keeps_the_old_file(tmp_path, monkeypatch):
+    """ENOSPC in the middle of a write: one line naming the file and "no space left on device",
+    the old file as it was and no temporary file left behind."""
+    import errno
+    import pathlib
+
+    target = tmp_path / "results.json"
+    write_json(target, {"a": 1})
+    real = pathlib.Path.write_text
+
+    def full(self, text, *args, **kwargs):
+        real(self, text[:3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full)
+    with pytest.raises(OSError, match=r"no space left on device") as err:
+        write_json(target, {"a": 2})
+    monkeypatch.undo()
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target) and "\n" not in str(err.value)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+    from segreg_lite.cli import _one_line
+
+    assert _one_line(err.value).startswith(f"{target}: no space left on device")
+
+
 def test_read_json_names_the_file_and_the_problem(tmp_path):
     from segreg_lite.io import read_json
 

@@ -16,6 +16,7 @@ from segreg_lite.runfolder import (LOCK, MANIFEST, FolderBusy, RunFolder, RunFol
                                    fingerprint, probe_folder)
 
 SPEC = {"data": "toy", "seed": 0, "fraction": 0.5, "config": {"a": 1}, "split": {"train": [1, 2]}}
+METRICS = {"dice": 0.5, "hd": 9.0, "hd95": 3.0, "dice_per_class": [0.5, 0.5], "seconds": 1.0}
 FP = fingerprint(data="d" * 64, split={"train": [1]}, config={"a": 1}, seed=0, method="supervised")
 
 
@@ -174,7 +175,7 @@ def test_results_carry_fingerprints_and_stale_ones_are_not_read_back(tmp_path):
     out = tmp_path / "run"
     with RunFolder(out) as folder:
         folder.start(SPEC)
-        written = folder.write_result("supervised", {"metrics": {"dice": 0.5}}, FP)
+        written = folder.write_result("supervised", {"metrics": METRICS}, FP)
         assert written["fingerprint"] == FP and folder.read_result("supervised", FP) == (written, "")
         for key, value in (("split", "other"), ("data", "other"), ("seed", 3), ("segreg_lite", "9.9")):
             held, why = folder.read_result("supervised", {**FP, key: value})
@@ -183,6 +184,20 @@ def test_results_carry_fingerprints_and_stale_ones_are_not_read_back(tmp_path):
         held, why = folder.read_result("supervised", FP)
         assert held is None and "supervised.json: damaged method result" in why
         assert json.loads((out / MANIFEST).read_text())["files"]["methods/supervised.json"] == FP
+
+
+def test_a_result_of_the_wrong_shape_is_not_read_back(tmp_path):
+    """A result without metrics, or with a Dice edited into a string, carries the right
+    fingerprint but would fail only once written into results.json: it is named and computed
+    again instead."""
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        for result, said in (({"method": "supervised"}, "no 'metrics' table"),
+                             ({"metrics": {**METRICS, "dice": "0.5"}}, "metrics 'dice' must be a number, got '0.5'")):
+            folder.write_result("supervised", result, FP)
+            held, why = folder.read_result("supervised", FP)
+            assert held is None and f"methods/supervised.json: damaged method result: {said}" in why
 
 
 def test_stale_checkpoints_are_removed_and_foreign_ones_refused(tmp_path):

@@ -138,3 +138,44 @@ def test_a_run_is_finished_only_if_its_results_carry_its_fingerprint(tmp_path, m
         collect_sweep(root)
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         plan_sweep(root, fractions=(0.5,), seeds=(-1,))
+
+
+def test_collect_refuses_runs_of_one_fraction_that_differ_in_more_than_their_seed(tmp_path):
+    """A smoke run left beside the full runs of one fraction would be averaged into its cell:
+    refused, naming the difference; the shipped sweep, whose runs differ in seed alone, collects."""
+    from segreg_lite.config import get_preset
+
+    full = get_preset("sweep")
+    metrics = {"dice": 0.7, "hd": 9.0, "hd95": 3.0, "dice_per_class": [0.7, 0.7], "seconds": 60.0}
+    for name, seed, config in (("f0.01-s0", 0, full), ("f0.01-s1", 1, full.smoke())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({
+            "data": "toy", "preset": "sweep", "fraction": 0.01, "seed": seed, "label_names": ["bg", "a", "b"],
+            "config": config.to_dict(), "methods": {"supervised": {"metrics": metrics}}}))
+    with pytest.raises(ValueError, match=r"f0.01-s1 differs from .*f0.01-s0 in smoke: True vs False; config\."):
+        collect_sweep(tmp_path)
+    held = json.loads((tmp_path / "f0.01-s1" / "results.json").read_text())
+    (tmp_path / "f0.01-s1" / "results.json").write_text(json.dumps({**held, "fraction": "0.01"}))
+    with pytest.raises(ValueError, match=r"f0.01-s1/results.json: damaged results file: 'fraction' must be a number"):
+        collect_sweep(tmp_path)
+    from segreg_lite.sweep import SHIPPED_RESULTS
+
+    shipped = collect_sweep(SHIPPED_RESULTS / "sweep")
+    assert list(shipped) == [0.01, 0.05, 0.1, 0.25, 1.0] and all(len(runs) == 3 for runs in shipped.values())
+
+
+def test_a_sweep_refusal_offers_no_overwrite_it_does_not_have(tmp_path, make_data, tiny_config):
+    """``segreg-lite sweep`` has no ``--overwrite``: a run folder holding another run is refused
+    with the sweep's remedy, and left as it was."""
+    from segreg_lite.runfolder import RunFolder
+
+    root = tmp_path / "sweep"
+    with RunFolder(root / "f0.5-s0") as folder:
+        folder.start({"data": "other data", "seed": 0, "fraction": 0.5, "segreg_lite": "0.0.9"})
+    before = (root / "f0.5-s0" / "run.json").read_text()
+    kw = dict(fractions=(0.5,), seeds=(0,), methods=("supervised",), config=tiny_config, device="cpu", progress=False)
+    with pytest.raises(ValueError, match=r"f0.5-s0 holds another run .*move that folder away \(segreg-lite sweep has no "
+                                         r"--overwrite") as err:
+        run_sweep(make_data(), root, **kw)
+    assert "overwrite=True" not in str(err.value) and "pass" not in str(err.value)
+    assert (root / "f0.5-s0" / "run.json").read_text() == before
