@@ -25,14 +25,20 @@ REG_MIN_SIZE = 32
 MAX_SIZE = 512
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (Python's or NumPy's), and not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (an integer or a float), and not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_int(value: Any, name: str, *, low: int = 0, why: str = "") -> int:
     """``value`` as an int when it is an integer >= ``low``; anything else (a float, a bool, a
     string, a smaller number) is a ValueError naming ``name``, with ``why`` after the bound."""
-    if not _is_int(value) or value < low:
+    if not is_int(value) or value < low:
         bound = {0: "a non-negative integer (0, 1, 2, ...)", 1: "a positive integer"}.get(low, f"an integer >= {low}")
         raise ValueError(f"{name} must be {bound}{why}, got {value!r}")
     return int(value)
@@ -61,7 +67,7 @@ def check_size(size: Sequence[Any], name: str = "size", *, low: int = SIZE_MULTI
         h, w = size
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be two numbers, H and W, got {size!r}") from None
-    if not (_is_int(h) and _is_int(w)) or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or min(h, w) < low \
+    if not (is_int(h) and is_int(w)) or h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or min(h, w) < low \
             or max(h, w) > MAX_SIZE:
         raise ValueError(f"{name} must be multiples of {SIZE_MULTIPLE} from {low}{why} to {MAX_SIZE}, got {h!r} {w!r}: "
                          f"the networks halve the image 4 times, and a larger grid only interpolates the 1 mm template")

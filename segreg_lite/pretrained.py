@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from segreg_lite.config import TrainConfig
+from segreg_lite.limits import is_int, is_number
 
 #: Where the shipped weights live inside the package.
 SHIPPED = Path(__file__).parent / "data" / "regnet_cohort.pt"
@@ -119,16 +120,15 @@ def _check_fingerprint(saved: Any, path: str | os.PathLike) -> None:
     if not isinstance(saved, dict) or not {"config", "size", "subjects", "means"} <= set(saved):
         raise ValueError(f"{str(path)!r} carries no fingerprint of the data and settings it was trained on; "
                          "make it with scripts/make_pretrained.py")
-    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
     size, subjects, means = saved["size"], saved["subjects"], saved["means"]
     problems = [
         what for what, bad in (
             ("config is not a table of settings", not isinstance(saved["config"], dict)),
             ("size is not two whole numbers", not (isinstance(size, (list, tuple)) and len(size) == 2
-                                                  and all(isinstance(v, int) and not isinstance(v, bool) for v in size))),
+                                                  and all(map(is_int, size)))),
             ("subjects is not a list of names", not (isinstance(subjects, (list, tuple)) and subjects
                                                      and all(isinstance(v, str) for v in subjects))),
-            ("means is not one number per subject", not (isinstance(means, (list, tuple)) and all(map(number, means))
+            ("means is not one number per subject", not (isinstance(means, (list, tuple)) and all(map(is_number, means))
                                                          and isinstance(subjects, (list, tuple))
                                                          and len(means) == len(subjects))),
         ) if bad

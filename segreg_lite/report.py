@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from segreg_lite.io import read_json
+from segreg_lite.limits import is_number
 from segreg_lite.methods import METHODS
 
 
@@ -66,10 +67,6 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def check_method_result(entry: Any, where: str, n_classes: int | None = None) -> None:
     """Raise a one-line ValueError beginning with ``where`` (the file, and the method) unless
     ``entry`` is a method's results entry: ``metrics`` with numeric ``dice``, ``hd``, ``hd95``,
@@ -81,16 +78,16 @@ def check_method_result(entry: Any, where: str, n_classes: int | None = None) ->
     if not isinstance(metrics, dict):
         raise ValueError(f"{where}: no 'metrics' table")
     for key in ("dice", "hd", "hd95", "seconds", *(["folding"] if "folding" in metrics else [])):
-        if not _number(metrics.get(key)):
+        if not is_number(metrics.get(key)):
             raise ValueError(f"{where}: metrics {key!r} must be a number, got {metrics.get(key, 'nothing')!r}")
     per_class = metrics.get("dice_per_class")
-    if not isinstance(per_class, list) or not all(_number(v) for v in per_class) \
+    if not isinstance(per_class, list) or not all(is_number(v) for v in per_class) \
             or (n_classes is not None and len(per_class) != n_classes):
         need = f"a list of {n_classes} numbers" if n_classes is not None else "a list of numbers"
         raise ValueError(f"{where}: metrics 'dice_per_class' must be {need}, got {per_class!r}")
     history = entry.get("history")
     if history is not None and not (isinstance(history, list)
-                                    and all(isinstance(h, dict) and _number(h.get("test_dice")) for h in history)):
+                                    and all(isinstance(h, dict) and is_number(h.get("test_dice")) for h in history)):
         raise ValueError(f"{where}: 'history' must be a list of rounds, each with a numeric 'test_dice'")
 
 
@@ -106,7 +103,7 @@ def check_results(held: Any, path: str | Path) -> dict[str, Any]:
     for key, (kind, what) in types.items():
         if not isinstance(held[key], kind):
             raise ValueError(f"{path}: damaged results file: {key!r} must be {what}, got {held[key]!r}{why}")
-    if not _number(held["fraction"]):
+    if not is_number(held["fraction"]):
         raise ValueError(f"{path}: damaged results file: 'fraction' must be a number, got {held['fraction']!r}{why}")
     if not isinstance(held["seed"], int) or isinstance(held["seed"], bool):
         raise ValueError(f"{path}: damaged results file: 'seed' must be an integer, got {held['seed']!r}{why}")

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from segreg_lite.io import write_json
-from segreg_lite.limits import check_fraction, check_seed
+from segreg_lite.limits import check_fraction, check_seed, is_int, is_number
 
 #: The paper's annotated fractions (the upper bound, every training image annotated, is fraction 1).
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
@@ -36,13 +36,9 @@ MEANINGFUL = 2
 _REQUIRED_KEYS = ("train", "val", "test", "annotated", "seed", "fraction")
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
 def _int_tuple(values: Any, name: str) -> tuple[int, ...]:
     values = tuple(values)
-    if not all(_is_int(v) for v in values):
+    if not all(is_int(v) for v in values):
         raise ValueError(f"Split.{name} must hold integer subject indices, got {list(values)!r}")
     if any(v < 0 for v in values):
         raise ValueError(f"Split.{name} has negative subject indices: {list(values)!r}")
@@ -77,7 +73,7 @@ class Split:
         if not set(self.annotated) <= tr:
             raise ValueError(f"Split.annotated is not a subset of train: "
                              f"{sorted(set(self.annotated) - tr)} are not training subjects")
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise ValueError(f"Split.seed must be an integer, got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))
         if not isinstance(self.fraction, numbers.Real) or not 0.0 < self.fraction <= 1.0:
@@ -148,11 +144,11 @@ class Split:
 
 def _count(value: Any, n: int, name: str) -> int:
     """Turn ``val``/``test`` (a count, or a fraction of ``n``) into a number of subjects."""
-    if _is_int(value):
+    if is_int(value):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
         return int(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_number(value):
         if not 0.0 <= value < 1.0:  # also rejects NaN
             raise ValueError(f"{name} as a fraction must be in [0, 1), got {value}")
         # A requested held-out set never rounds down to nothing.
@@ -172,7 +168,7 @@ def make_split(n_subjects: int, *, seed: int = 0, fraction: float = 0.01,
     sets are nested across fractions. ``val``/``test`` are counts (int) or fractions of
     ``n_subjects`` (float, rounded, at least 1). The index tuples are sorted.
     """
-    if not _is_int(n_subjects):
+    if not is_int(n_subjects):
         raise ValueError(f"n_subjects must be an integer, got {n_subjects!r}")
     check_seed(seed)  # numpy's generators take no negative seed
     check_fraction(fraction)

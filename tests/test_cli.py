@@ -65,18 +65,24 @@ def test_expected_failures_are_one_line_and_write_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 
-def test_a_read_only_output_folder(tmp_path, capsys, monkeypatch):
+def _refuse_writes_under(folder, monkeypatch):
+    """Make ``folder`` (created here) behave as a read-only folder: os.open under it raises
+    PermissionError, as it would for a user without write access (the tests may run as root)."""
     import os
 
     real_open = os.open
 
-    def refuse(path, *args, **kw):  # what a read-only folder does (the tests may run as root)
-        if str(path).startswith(str(tmp_path / "ro")):
+    def refuse(path, *args, **kw):
+        if str(path).startswith(str(folder)):
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kw)
 
-    (tmp_path / "ro").mkdir()
+    folder.mkdir()
     monkeypatch.setattr(os, "open", refuse)
+
+
+def test_a_read_only_output_folder(tmp_path, capsys, monkeypatch):
+    _refuse_writes_under(tmp_path / "ro", monkeypatch)
     assert main([*RUN, "--out", str(tmp_path / "ro")]) == 2
     _one_clear_line(capsys, "cannot write in", "permission denied")
     assert main(["cohort", "--subjects", "3", "--out", str(tmp_path / "ro")]) == 2  # plain OS errors: one line too
@@ -205,8 +211,6 @@ def test_arguments_are_checked_before_the_data_is_made(tmp_path, capsys, no_data
 
 
 def test_an_output_folder_that_cannot_be_used_is_refused_before_the_data_is_made(tmp_path, capsys, monkeypatch, no_data):
-    import os
-
     from segreg_lite.runfolder import RunFolder
 
     (tmp_path / "afile").write_text("x")
@@ -221,15 +225,7 @@ def test_an_output_folder_that_cannot_be_used_is_refused_before_the_data_is_made
     with RunFolder(tmp_path / "sweep" / "f0.5-s0"):  # a sweep whose run folder another run holds
         assert main([*SWEEP, "--out", str(tmp_path / "sweep")]) == 2
         _one_clear_line(capsys, "--out: ", "f0.5-s0 is in use by another segreg-lite run (process")
-    real_open = os.open
-
-    def refuse(path, *args, **kw):  # what a read-only folder does (the tests may run as root)
-        if str(path).startswith(str(tmp_path / "ro")):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, *args, **kw)
-
-    (tmp_path / "ro").mkdir()
-    monkeypatch.setattr(os, "open", refuse)
+    _refuse_writes_under(tmp_path / "ro", monkeypatch)
     for command in (RUN, SWEEP, COHORT):
         assert main([*command, "--out", str(tmp_path / "ro")]) == 2
         _one_clear_line(capsys, "cannot write in", "permission denied")

@@ -73,18 +73,25 @@ def test_two_runs_started_at_the_same_moment(tmp_path):
     assert f"process {outcome[1][1]}" in outcome[0][1]  # the refusal names the runner's pid
 
 
-def test_the_lock_dies_with_its_process(tmp_path):
-    out = tmp_path / "run"
+def _holder(out: Path) -> subprocess.Popen:
+    """A child process that holds ``RunFolder(out)`` for a minute, returned once it holds it;
+    the caller kills it."""
     code = textwrap.dedent(f"""
-        import sys, time
+        import time
         from segreg_lite.runfolder import RunFolder
         with RunFolder({str(out)!r}):
             print("locked", flush=True)
             time.sleep(60)
     """)
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "locked"
+    return child
+
+
+def test_the_lock_dies_with_its_process(tmp_path):
+    out = tmp_path / "run"
+    child = _holder(out)
     try:
-        assert child.stdout.readline().strip() == "locked"
         with pytest.raises(FolderBusy, match=f"process {child.pid}"):
             RunFolder(out).__enter__()
     finally:
@@ -396,16 +403,8 @@ def test_deleting_the_lock_file_does_not_free_a_live_run(tmp_path):
         return {f: (out / f).read_bytes() for f in _files(out) if f != LOCK}
 
     before = held()
-    code = textwrap.dedent(f"""
-        import time
-        from segreg_lite.runfolder import RunFolder
-        with RunFolder({str(out)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-    """)
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = _holder(out)
     try:
-        assert child.stdout.readline().strip() == "locked"
         (out / LOCK).unlink()  # by hand, while the run is live
         with pytest.raises(FolderBusy, match="in use by another segreg-lite run"):
             with RunFolder(out) as folder:
