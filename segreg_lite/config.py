@@ -53,6 +53,8 @@ class TrainConfig:
     local_ncc: bool = True  # local NCC (window 9) instead of global NCC (the paper's)
     reg_smoothness: float = 0.25  # multiplies the paper's smoothness weights 128, 64, 32, 16, 8 (coarsest..finest)
     reg_passes: int = 2  # registration inference: passes of the network, each aligning what the last left (paper: 1)
+    reg_io_steps: int = 0  # registration inference: instance optimisation steps on each pair's field after the passes (0: none)
+    reg_io_lr: float = 0.3  # Adam rate of those steps (registration.instance_optimise)
     shipped_regnet: bool = True  # start from the shipped pre-trained RegNet when it fits the run (segreg_lite.pretrained)
     label_weight: float = 1.0  # weight of the warped-label Dice term in the joint phase
     # Joint method
@@ -89,6 +91,8 @@ class TrainConfig:
         if self.batch_size < 1 or self.features < 1 or self.reg_features < 1 or self.reg_passes < 1:
             raise ValueError(f"batch_size, features, reg_features and reg_passes must be >= 1, got {self.batch_size}, "
                              f"{self.features}, {self.reg_features}, {self.reg_passes}")
+        if self.reg_io_lr <= 0:
+            raise ValueError(f"reg_io_lr (instance optimisation's Adam rate) must be > 0, got {self.reg_io_lr}")
         if not 0 <= self.annotated_share < 1:
             raise ValueError(f"annotated_share must be in [0, 1), got {self.annotated_share}")
         if self.annotated_share + self.pair_share >= 1:
@@ -106,7 +110,8 @@ class TrainConfig:
         """The same config with tiny schedules: every code path runs, in seconds (tests, the
         chapters' and the CLI's smoke mode). Only lengths change, never what runs."""
         return replace(self, seg_steps=4, seg_round_steps=2, reg_steps=4, reg_round_steps=min(self.reg_round_steps, 2),
-                       rounds=min(self.rounds, 2), batch_size=min(self.batch_size, 4), um_steps=2)
+                       rounds=min(self.rounds, 2), batch_size=min(self.batch_size, 4), um_steps=2,
+                       reg_io_steps=min(self.reg_io_steps, 2))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +136,12 @@ PAPER_REG_WEIGHTS = (128.0, 64.0, 32.0, 16.0, 8.0)
 def reg_weights(config: TrainConfig) -> tuple[float, ...]:
     """The per-level smoothness weights of ``config``, coarsest first."""
     return tuple(w * config.reg_smoothness for w in PAPER_REG_WEIGHTS)
+
+
+def reg_inference(config: TrainConfig) -> dict[str, Any]:
+    """How ``config`` registers at inference, as keywords of :func:`segreg_lite.registration.register`
+    and of everything that calls it: network passes, then instance optimisation steps and rate."""
+    return {"passes": config.reg_passes, "io_steps": config.reg_io_steps, "io_lr": config.reg_io_lr}
 
 
 #: The paper's schedule in epochs (Li et al., section 3).

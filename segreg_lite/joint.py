@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from segreg_lite.checks import one_hot
-from segreg_lite.config import TrainConfig
+from segreg_lite.config import TrainConfig, reg_inference
 from segreg_lite.labels import NUM_CLASSES
 from segreg_lite.metrics import dice_per_class
 from segreg_lite.pairs import label_exact_pairs
@@ -53,8 +53,8 @@ from segreg_lite.train import as_device, new_models, phase_seed, seed_everything
 from segreg_lite.unet import UNet
 
 if TYPE_CHECKING:
-    from segreg_lite.data import Data
-    from segreg_lite.experiment import Run
+    from segreg_lite.container import Data
+    from segreg_lite.context import Run
 
 
 class JointResult(NamedTuple):
@@ -86,7 +86,7 @@ def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed
     # The same atlas draws every round, so that rounds are compared on the same pairs.
     reg_eval = evaluate_registration(reg, images, labels, split.annotated, test, n_atlas=config.n_atlas,
                                      num_classes=num_classes, seed=phase_seed(seed, 0, "eval"), device=device,
-                                     passes=config.reg_passes)
+                                     **reg_inference(config))
     entry.update(reg_dice=reg_eval["dice"], reg_hd95=reg_eval["hd95"], folding=reg_eval["folding"],
                  log_jac_std=reg_eval["log_jac_std"])
     return entry
@@ -96,7 +96,7 @@ def _pseudo(seg, reg, images, labels, split, config, mode, seed, round_, device)
     gen = torch.Generator().manual_seed(phase_seed(seed, round_, "pseudo"))
     return make_pseudo_labels(seg, reg, images, labels, split.annotated, split.unannotated, mode=mode,
                               n_atlas=config.n_atlas, n_tta=config.n_tta, generator=gen, device=device,
-                              passes=config.reg_passes)
+                              **reg_inference(config))
 
 
 def _fingerprint(config: TrainConfig, split: Split, mode: str, seed: int) -> dict:
@@ -234,7 +234,7 @@ def train_joint(
                 gen = torch.Generator().manual_seed(phase_seed(seed, r, "pairs"))
                 pair_images, pair_labels = label_exact_pairs(
                     regnet, images, labels, annotated, unann, num_classes=num_classes, appearance=config.appearance,
-                    generator=gen, device=device, passes=config.reg_passes)
+                    generator=gen, device=device, **reg_inference(config))
                 seg_images, soft = torch.cat([pool_images, pair_images]), torch.cat([soft, pair_labels])
             weights = None
             if config.confidence_weight:  # exact labels weigh 1, pseudo-labels their confidence
@@ -280,8 +280,9 @@ def run_joint(data: "Data", split: "Split", config: TrainConfig, folder: "Run", 
                          num_classes=data.num_classes, segmenter=folder.pretrained("seg"),
                          regnet=folder.pretrained("reg"), checkpoint=folder.checkpoint(name), device=folder.device,
                          progress=folder.progress,
-                         callback=lambda e, _: folder.log(f"  {name} round {e['round']}: test Dice {e['test_dice']:.3f}, "
-                                                          f"pseudo-label Dice {e['pseudo_dice']:.3f}"))
+                         callback=lambda e, _: (folder.saved(name),  # the checkpoint was saved just before
+                                                folder.log(f"  {name} round {e['round']}: test Dice {e['test_dice']:.3f}, "
+                                                           f"pseudo-label Dice {e['pseudo_dice']:.3f}")))
     last = result.history[-1]
     return {**test_metrics(result.segmenter, data, split, folder.device), "folding": last["folding"],
             "log_jac_std": last["log_jac_std"], "reg_dice": last["reg_dice"], "history": result.history}

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from segreg_lite.checks import check_images, one_hot
 from segreg_lite.config import APPEARANCES
-from segreg_lite.registration import draw_atlases, register
+from segreg_lite.registration import IO_LR, draw_atlases, register
 from segreg_lite.regnet import RegNet
 from segreg_lite.transforms import warp
 
@@ -51,12 +51,15 @@ def label_exact_pairs(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     passes: int = 1,
+    io_steps: int = 0,
+    io_lr: float = IO_LR,
 ) -> tuple[Tensor, Tensor]:
     """One label-exact pair per target: an atlas drawn at random from ``annotated`` (seeded by
     ``generator``), registered onto ``images[t]``; its image and one-hot label warped by the same
     field. ``appearance``: ``"quantile"`` maps the warped image's intensities onto the target's
     (:func:`match_quantiles`), ``"none"`` keeps the atlas's. Returns images (T, 1, H, W) and soft
-    labels (T, K, H, W), on the CPU. The targets' labels are never read.
+    labels (T, K, H, W), on the CPU. The targets' labels are never read. ``passes``, ``io_steps``
+    and ``io_lr``: how the atlas is registered (:func:`~segreg_lite.registration.register`).
     """
     if appearance not in APPEARANCES:
         raise ValueError(f"unknown appearance mode {appearance!r}: choose one of {', '.join(APPEARANCES)}")
@@ -67,7 +70,7 @@ def label_exact_pairs(
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     atlas = draw_atlases(annotated, len(targets), 1, generator)[:, 0]  # (T,)
     fixed = images[targets]
-    flow = register(regnet, images[atlas], fixed, device=device, passes=passes)  # (T, 2, H, W)
+    flow = register(regnet, images[atlas], fixed, device=device, passes=passes, io_steps=io_steps, io_lr=io_lr)  # (T, 2, H, W)
     warped = warp(images[atlas], flow).clamp(0, 1)
     soft = warp(one_hot(labels[atlas].long(), num_classes), flow).clamp(0, 1)
     if appearance == "quantile":

@@ -24,7 +24,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from segreg_lite.registration import draw_atlases, propagate_labels
+from segreg_lite.registration import IO_LR, draw_atlases, propagate_labels
 from segreg_lite.regnet import RegNet
 
 #: Pseudo-label sources: both (the method's default), registration only, segmentation only.
@@ -65,6 +65,8 @@ def make_pseudo_labels(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     passes: int = 1,
+    io_steps: int = 0,
+    io_lr: float = IO_LR,
 ) -> PseudoLabels:
     """Soft pseudo-labels of ``images[targets]`` from the atlases ``images[annotated]``.
 
@@ -73,7 +75,7 @@ def make_pseudo_labels(
     transforms, so a seeded call is reproducible. The combined mask weighs every map equally:
     ``(n_atlas * reg + (1 + n_tta) * seg) / (n_atlas + 1 + n_tta)``, the mean of the 10 maps of
     the design; exact ties between the two sources go to the segmentation maps (TIE_BREAK).
-    ``passes``: of the registration network per atlas (:func:`segreg_lite.registration.register`).
+    ``passes``, ``io_steps``, ``io_lr``: how each atlas is registered (:func:`segreg_lite.registration.register`).
     """
     from segreg_lite.tta import tta_predict
 
@@ -88,7 +90,8 @@ def make_pseudo_labels(
     local = torch.searchsorted(used, atlases)  # (U, n_atlas) positions in `used`
     target_images = images[targets]
     reg = propagate_labels(regnet, images[used], labels[used], target_images, num_classes=num_classes,
-                           atlas_index=local, device=device, passes=passes)  # (U, K, H, W)
+                           atlas_index=local, device=device, passes=passes,
+                           io_steps=io_steps, io_lr=io_lr)  # (U, K, H, W)
     tta = tta_predict(segmenter, target_images, n_tta=n_tta, generator=generator, device=device)
     seg = tta.mean  # (U, K, H, W)
     n_seg = 1 + n_tta

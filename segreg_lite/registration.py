@@ -7,7 +7,9 @@ Registration" (arXiv 2502.03229, ISBI 2025):
   distinct subjects: without labels it is the unsupervised pre-training
   (:func:`pretrain_regnet`), with labels (true or pseudo, of every image of the pool) it is the
   registration phase of a joint round;
-- :func:`register` gives the full-resolution fields of (moving, fixed) pairs;
+- :func:`register` gives the full-resolution fields of (moving, fixed) pairs, optionally refined
+  pair by pair by :func:`instance_optimise` (a few Adam steps on each pair's own field, starting
+  from the network's, as the top Learn2Reg entries do);
 - :func:`propagate_labels` warps the one-hot labels of annotated atlases onto target images:
   the registration masks of the pseudo-labels, and the multi-atlas baseline (mean of the maps,
   whose argmax is a majority vote weighted by the bilinear fractions);
@@ -16,6 +18,7 @@ Registration" (arXiv 2502.03229, ISBI 2025):
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -23,15 +26,15 @@ import torch
 from torch import Tensor
 
 from segreg_lite.checks import as_soft, check_images, check_labels
-from segreg_lite.config import TrainConfig, reg_weights
-from segreg_lite.losses import registration_loss
+from segreg_lite.config import TrainConfig, reg_inference, reg_weights
+from segreg_lite.losses import gradient_loss, local_ncc_loss, registration_loss
 from segreg_lite.regnet import RegNet
 from segreg_lite.train import as_device, autocast, fit, phase_seed, seed_everything
-from segreg_lite.transforms import compose, warp
+from segreg_lite.transforms import compose, integrate_velocity, warp
 
 if TYPE_CHECKING:
-    from segreg_lite.data import Data
-    from segreg_lite.experiment import Run
+    from segreg_lite.container import Data
+    from segreg_lite.context import Run
     from segreg_lite.splits import Split
 
 
@@ -146,8 +149,61 @@ def _check_passes(passes: int) -> None:
         raise ValueError(f"passes must be an integer >= 1, got {passes!r}")
 
 
-def _field(model: RegNet, moving: Tensor, fixed: Tensor, passes: int) -> Tensor:
-    """The full-resolution field (b, 2, H, W) of ``passes`` applications of ``model``.
+#: Instance optimisation's defaults, chosen by ``benchmarks/bench_registration.py --io-steps``
+#: on the 1% atlases of split seeds 0 and 2: the Adam rate (pixels of velocity per step), the
+#: weight of the update's smoothness (0.5 folded more on seed 2, 1.0 lost Dice on seed 0) and the
+#: local NCC window (the networks' loss uses 9). A half-resolution velocity was twice as fast
+#: and 0.005 lower in pair Dice.
+IO_LR, IO_SMOOTHNESS, IO_WINDOW = TrainConfig.reg_io_lr, 0.7, 9
+#: Scaling-and-squaring steps of the update's velocity: 4 folded more at full resolution.
+IO_INTEGRATION = 6
+
+
+def check_io(steps: Any, lr: Any) -> None:
+    """Instance optimisation's settings, refused by name: ``steps`` a whole number >= 0 (0: off),
+    ``lr`` a finite number > 0."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"io_steps (instance optimisation steps) must be a whole number >= 0, 0 for none; got {steps!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"io_lr (instance optimisation's Adam rate) must be a finite number > 0, got {lr!r}")
+
+
+def instance_optimise(moving: Tensor, fixed: Tensor, flow: Tensor, *, steps: int = 20, lr: float = IO_LR,
+                      smoothness: float = IO_SMOOTHNESS, window: int = IO_WINDOW) -> Tensor:
+    """``flow`` (B, 2, H, W), which registers ``moving`` onto ``fixed`` (B, 1, H, W each), refined
+    for each pair by ``steps`` Adam steps on that pair's own objective.
+
+    The update is a stationary velocity at full resolution, integrated by scaling and squaring
+    and composed after ``flow``: ``warp(moving, out) ~= warp(warp(moving, flow), u)``.
+    An integrated velocity does not fold, so the result folds about where ``flow`` does. The
+    objective is the networks' own, for one pair: local NCC (``window``) of the warped image
+    with ``fixed``, plus ``smoothness`` times the squared gradient of the update. The batch's
+    loss is the sum of the pairs' and Adam's steps are per element, so a pair's result does not
+    depend on its batch.
+    Gradients are on inside, whatever the caller's mode; the result carries none.
+    """
+    check_io(steps, lr)
+    if steps == 0:
+        return flow
+    with torch.enable_grad():
+        start = warp(moving.float(), flow).detach()  # (B, 1, H, W): what the network leaves
+        target = fixed.float().detach()
+        velocity = torch.zeros_like(flow, dtype=torch.float32, requires_grad=True)  # (B, 2, H, W)
+        opt = torch.optim.Adam([velocity], lr=lr)
+        for _ in range(steps):
+            update = integrate_velocity(velocity, IO_INTEGRATION)  # (B, 2, H, W)
+            loss = local_ncc_loss(warp(start, update), target, window) + smoothness * gradient_loss(update)
+            loss = loss * len(velocity)  # the sum of the pairs' own objectives: each gradient its pair's alone
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return compose(integrate_velocity(velocity, IO_INTEGRATION), flow.float())
+
+
+def _field(model: RegNet, moving: Tensor, fixed: Tensor, passes: int, io_steps: int = 0, io_lr: float = IO_LR) -> Tensor:
+    """The full-resolution field (b, 2, H, W) of ``passes`` applications of ``model``, then
+    ``io_steps`` of :func:`instance_optimise` (none by default).
 
     Each pass after the first registers the moving image as the field so far warps it and adds
     what is left (a recursive cascade, as in Zhao et al.'s VTN): ``warp(warp(x, u), v) ~=
@@ -156,13 +212,13 @@ def _field(model: RegNet, moving: Tensor, fixed: Tensor, passes: int) -> Tensor:
     flow = model(moving, fixed).flow.float()
     for _ in range(passes - 1):
         flow = compose(model(warp(moving, flow), fixed).flow.float(), flow)
-    return flow
+    return instance_optimise(moving, fixed, flow, steps=io_steps, lr=io_lr) if io_steps else flow
 
 
 @torch.no_grad()
 def register(
     model: RegNet, moving: Tensor, fixed: Tensor, *, batch_size: int = 4, device: torch.device | str | None = None,
-    passes: int = 1,
+    passes: int = 1, io_steps: int = 0, io_lr: float = IO_LR,
 ) -> Tensor:
     """Full-resolution fields (B, 2, H, W) registering ``moving`` onto ``fixed``, (B, 1, H, W) each.
 
@@ -170,9 +226,11 @@ def register(
     other. Runs in eval mode without gradients, ``batch_size`` pairs at a time on ``device``
     (default: the model's); the result is on ``moving``'s device, float32. ``passes`` > 1 applies
     the network again to what it has aligned and composes the fields (:func:`_field`; the CPU
-    presets' ``reg_passes``), at ``passes`` times the cost.
+    presets' ``reg_passes``), at ``passes`` times the cost. ``io_steps`` > 0 then refines each
+    pair's field by :func:`instance_optimise` at rate ``io_lr``.
     """
     _check_passes(passes)
+    check_io(io_steps, io_lr)
     check_images(moving, "moving")
     check_images(fixed, "fixed")
     n_m, n_f = moving.shape[0], fixed.shape[0]
@@ -182,7 +240,8 @@ def register(
     moving, fixed = moving.expand(n, -1, -1, -1), fixed.expand(n, -1, -1, -1)
     device = _device_of(model, device)
     _ready(model, device).eval()
-    flows = [_field(model, moving[i:i + batch_size].to(device), fixed[i:i + batch_size].to(device), passes).to(moving.device)
+    flows = [_field(model, moving[i:i + batch_size].to(device), fixed[i:i + batch_size].to(device), passes,
+                    io_steps, io_lr).to(moving.device)
              for i in range(0, n, batch_size)]
     return torch.cat(flows)  # (B, 2, H, W)
 
@@ -200,6 +259,8 @@ def propagate_labels(
     batch_size: int = 4,  # pairs per forward pass: small batches ran faster per pair on a 2-core CPU (bench_models.py)
     device: torch.device | str | None = None,
     passes: int = 1,
+    io_steps: int = 0,
+    io_lr: float = IO_LR,
     on_fields: Callable[[Tensor, Tensor], None] | None = None,
 ) -> Tensor:
     """Soft labels of ``target_images`` (T, 1, H, W) from atlases registered onto each of them.
@@ -210,11 +271,13 @@ def propagate_labels(
     picks, per target, which atlases to use (rows may repeat an atlas: the design draws 5 with
     replacement per image); by default every target uses all A. Returns the mean over the
     atlases (T, K, H, W), in [0, 1] and summing to 1 over K, or with ``return_all`` the
-    per-atlas maps (T, A', K, H, W) instead. Results on the CPU. ``passes``: as in :func:`register`.
+    per-atlas maps (T, A', K, H, W) instead. Results on the CPU. ``passes``, ``io_steps`` and
+    ``io_lr``: as in :func:`register`.
     ``on_fields(flows, counts)``, when given, sees each batch's fields (b, 2, H, W) and how many
     times each pair was drawn (b,), for statistics of the deformations (folding, log|J|).
     """
     _check_passes(passes)
+    check_io(io_steps, io_lr)
     check_images(atlas_images, "atlas_images")
     check_images(target_images, "target_images")
     if atlas_images.shape[-2:] != target_images.shape[-2:]:
@@ -241,7 +304,7 @@ def propagate_labels(
     maps = torch.zeros((len(pairs) if return_all else n_t, num_classes, h, w))  # (P, K, H, W) or (T, K, H, W)
     for i in range(0, len(pairs), batch_size):
         a, t = pairs_a[i:i + batch_size], pairs_t[i:i + batch_size]
-        flow = _field(model, atlas_images[a].to(device), target_images[t].to(device), passes)  # (b, 2, H, W)
+        flow = _field(model, atlas_images[a].to(device), target_images[t].to(device), passes, io_steps, io_lr)  # (b, 2, H, W)
         if on_fields is not None:
             on_fields(flow, counts[i:i + len(a)])
         warped = warp(soft[a].to(device), flow).clamp(0, 1).cpu()  # (b, K, H, W)
@@ -267,7 +330,8 @@ def draw_atlases(annotated: Sequence[int], n_targets: int, n_atlas: int, generat
 
 @torch.no_grad()
 def evaluate_registration(reg: RegNet, images: Tensor, labels: Tensor, annotated, targets, *,
-                          n_atlas: int, num_classes: int, seed: int, device=None, passes: int = 1) -> dict[str, Any]:
+                          n_atlas: int, num_classes: int, seed: int, device=None, passes: int = 1, io_steps: int = 0,
+                          io_lr: float = IO_LR) -> dict[str, Any]:
     """Multi-atlas propagation onto ``images[targets]`` (:func:`propagate_labels`), scored.
 
     ``n_atlas`` atlases per target drawn with replacement from ``annotated`` (seeded, as the
@@ -291,7 +355,7 @@ def evaluate_registration(reg: RegNet, images: Tensor, labels: Tensor, annotated
 
     fused = propagate_labels(reg, images[used], labels[used], images[targets], num_classes=num_classes,
                              atlas_index=torch.searchsorted(used, atlases), device=device, passes=passes,
-                             on_fields=field_stats)  # (T, K, H, W)
+                             io_steps=io_steps, io_lr=io_lr, on_fields=field_stats)  # (T, K, H, W)
     return {**evaluate_segmentation(fused.argmax(1), labels[targets], num_classes),
             "folding": float(np.mean(folds)), "log_jac_std": float(np.nanmean(logj))}
 
@@ -301,4 +365,4 @@ def run_reg_only(data: "Data", split: "Split", config: TrainConfig, folder: "Run
     ``n_atlas`` annotated images registered onto each test subject, their labels averaged."""
     return evaluate_registration(folder.pretrained("reg"), data.images, data.labels, split.annotated, split.test,
                                  n_atlas=config.n_atlas, num_classes=data.num_classes,
-                                 seed=phase_seed(folder.seed, 0, "eval"), device=folder.device, passes=config.reg_passes)
+                                 seed=phase_seed(folder.seed, 0, "eval"), device=folder.device, **reg_inference(config))

@@ -16,7 +16,7 @@ spec.loader.exec_module(bench)
 
 def _args(**kw):
     base = dict(subjects=300, data_seed=0, seed=0, fractions=[0.01], targets=20, threads=2, presets=[], checkpoint=[],
-                passes=[1, 2])
+                passes=[1, 2], io_steps=[20], io_lr=0.3)
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -26,6 +26,9 @@ def _args(**kw):
     (dict(targets=0), "--targets"),
     (dict(threads=0), "--threads"),
     (dict(passes=[0]), "--passes"),
+    (dict(io_steps=[-1]), "--io-steps / --io-lr: io_steps"),
+    (dict(io_lr=0.0), "--io-steps / --io-lr: io_lr"),
+    (dict(io_lr=-0.5), "--io-steps / --io-lr: io_lr"),
     (dict(presets=["fast"]), "unknown preset 'fast'"),
     (dict(presets=["cpu@many"]), "whole number"),
     (dict(checkpoint=["/no/such/file.pt"]), "no such file"),
