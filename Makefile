@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install main test unit notebooks book results test-times bench clean
+.PHONY: install main test unit notebooks book pages results test-times bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ notebooks: $(STAMP)
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build -W --keep-going --all .
 	$(PY) scripts/check_book.py
+
+## lay the built book out in headless Chromium at 1280 px and 400 px and read it as GitHub shows
+## the notebooks: overflow, echo outputs, raw roles, figures, unfolded solutions (needs chromium;
+## not yet part of `test`: the chapters not yet re-run still have findings, see issue 26)
+pages: $(STAMP)
+	$(PY) scripts/check_pages.py
 
 ## re-execute every chapter at full settings into book/ (outputs committed, run times recorded; the
 ## results chapter reads the sweep shipped in the package), write the README's generated blocks,

@@ -1,4 +1,5 @@
-"""Helpers the book's chapters import: smoke mode, Colab detection, glue, showing library source.
+"""Helpers the book's chapters import: smoke mode, Colab detection, prose with computed numbers,
+showing library source, exercise code.
 
 Every chapter follows one contract (see ``book/intro.ipynb``): a Colab-only install cell, a
 papermill ``parameters`` cell with the full settings, then a cell that shrinks the work when
@@ -7,9 +8,14 @@ re-implements it:
 
 - :data:`SMOKE` is read once from the environment variable ``SEGREG_SMOKE`` (``1`` or ``true``,
   set by the notebook tests and by ``scripts/run_chapters.py --smoke``).
-- :func:`glue` records a computed value for the book's prose (``{glue:text}`name```) through
-  ``myst_nb.glue`` and prints it as one line ``name = value``, so that a reader without myst-nb
-  (Colab, Binder, GitHub's notebook view) sees every number the prose relies on.
+- :func:`show_text` displays a paragraph that quotes computed numbers as the Markdown output of
+  its cell; the cell's input is hidden (:data:`PROSE_CELL_METADATA`), so the book, Colab, Binder
+  and GitHub all show the paragraph, rendered, once, where it is read. :func:`compare` and
+  :func:`signed` make the words and signs such a paragraph needs from the numbers themselves.
+- :func:`glue` is the older way (``{glue:text}`name``` roles, read only by the built book, plus a
+  printed ``name = value`` line for every other viewer); chapters move to :func:`show_text`.
+- :func:`exercise_code` lists the Python blocks of a chapter's exercises and their folded
+  solutions, which the notebook tests run after the chapter's own cells (``book/conftest.py``).
 - :func:`show_table` displays rows as a Markdown table (no pandas needed).
 - :func:`show_source` displays the package's own source of a function or class, so the book shows
   library code from the library and never a copy of it.
@@ -30,7 +36,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SMOKE", "in_colab", "glue", "run_time", "show_run_time", "show_source", "show_table"]
+__all__ = [
+    "SMOKE", "PROSE_CELL_METADATA", "compare", "exercise_code", "glue", "in_colab", "run_time",
+    "show_run_time", "show_source", "show_table", "show_text", "signed",
+]
 
 
 #: True when the chapters should run a tiny version of their work (tests, quick checks).
@@ -68,6 +77,105 @@ def glue(name: str, value: Any, display: bool = False) -> None:
             _display(value)
         return
     _myst_glue(name, value, display=display)
+
+
+#: The metadata of a cell that only writes prose (:func:`show_text`): its input is hidden in the
+#: book (``remove-input``), in JupyterLab and Notebook 7 (``source_hidden``) and in Colab (a form
+#: cell shows its output and folds its code), so every viewer shows the paragraph and not the
+#: f-string that made it. GitHub shows the code above the rendered paragraph.
+PROSE_CELL_METADATA: dict[str, Any] = {
+    "tags": ["remove-input"],
+    "jupyter": {"source_hidden": True},
+    "cellView": "form",
+}
+
+
+def show_text(text: str) -> None:
+    """Display ``text``, Markdown that quotes computed numbers, as the output of its cell.
+
+    A chapter writes a paragraph whose numbers come from its run as an f-string, in a cell whose
+    input is hidden (:data:`PROSE_CELL_METADATA`)::
+
+        show_text(f\"\"\"
+        The joint method {compare(joint, best)} the best baseline, {joint:.3f} against
+        {best:.3f}.
+        \"\"\")
+
+    Why this and not ``{glue:text}`` roles: a role is filled in only by the built book. In Colab,
+    Binder and on GitHub the reader saw the raw role in the prose and, to find the number, a
+    ``name = value`` line that the cell printed for that purpose, often a dozen in a row between
+    a result and the paragraph that explains it. A Markdown *output* is rendered by every viewer
+    (myst-nb in the book, as GitHub-flavoured Markdown; JupyterLab, Colab, GitHub natively), so
+    the paragraph and its numbers stand once, where they are read, and the sentence is written
+    next to the code that computed its numbers. A paragraph without computed numbers stays a
+    Markdown cell. What an output cannot hold: MyST roles and directives (write links as
+    ``[text](chapter.ipynb)``) and, in the book, ``$math$``.
+
+    The text is dedented and stripped, so a triple-quoted f-string can start on its own line.
+    Returns None: a cell ending with the call shows no stray repr.
+    """
+    from IPython.display import Markdown, display
+
+    display(Markdown(textwrap.dedent(text).strip()))
+
+
+def compare(a: float, b: float, *, digits: int = 3, tol: float = 0.0,
+            words: tuple[str, str, str] = ("beats", "ties", "is below")) -> str:
+    """The word that compares ``a`` with ``b``: ``words[0]`` if above, ``words[1]`` if level,
+    ``words[2]`` if below.
+
+    The comparison is made on the numbers as the reader sees them, rounded to ``digits``
+    decimals, so a sentence never says "beats" between two numbers it prints the same; ``tol``
+    widens "level" to differences of at most ``tol`` (a seed-to-seed spread, say). For a
+    measure where lower is better pass the words in that sense, e.g.
+    ``words=("is worse than", "matches", "is better than")`` for a distance.
+
+    >>> compare(0.7654, 0.7651), compare(0.702, 0.680), compare(0.607, 0.680, words=("", "", "trails"))
+    ('ties', 'beats', 'trails')
+    """
+    da, db = round(float(a), digits), round(float(b), digits)
+    if abs(da - db) <= tol + 0.5 * 10.0 ** -(digits + 3):  # float noise of the rounding
+        return words[1]
+    return words[0] if da > db else words[2]
+
+
+def signed(x: float, digits: int = 3) -> str:
+    """``x`` with its sign, as a difference reads: ``+0.012``, ``-0.005``, ``+0.000``."""
+    text = f"{float(x):+.{digits}f}"
+    return "+" + text[1:] if float(text) == 0 else text  # never "-0.000"
+
+
+#: A fenced Python block in Markdown: ```python (or py, python3, ipython) ... ```, also indented
+#: inside a list item.
+_FENCE = re.compile(r"^(?P<indent>[ ]*)(?P<fence>`{3,}|~{3,})[ \t]*(?:python3?|py|ipython3?)[ \t]*\n"
+                    r"(?P<code>.*?)^[ ]*(?P=fence)[ \t]*$", re.M | re.S)
+
+
+def exercise_code(nb: Any) -> list[tuple[int, str]]:
+    """The Python blocks of a chapter's exercises, in order: ``(cell index, code)``.
+
+    Every fenced Python block in the Markdown cells from the ``## Exercises`` heading on: the
+    code a question hands the reader, and the code of each solution, folded in
+    ``<details><summary>Solution</summary> ... </details>`` (which the book, Jupyter, Colab and
+    GitHub all fold). The solution stays one piece of Markdown, the one source of its code and its
+    explanation; the notebook tests (``book/conftest.py``) run these blocks after the chapter's
+    own cells, in smoke mode, so a solution that no longer runs fails the tests. A block that is
+    not meant to run is fenced as something else (```` ```bash ````, ```` ```text ````).
+    ``nb`` is an ``nbformat`` notebook (or anything with ``.cells`` of dicts).
+    """
+    blocks: list[tuple[int, str]] = []
+    started = False
+    for i, cell in enumerate(nb.cells):
+        if cell["cell_type"] != "markdown":
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        if not started:
+            heading = re.search(r"^#{1,3}[ \t]+Exercises[ \t]*$", source, re.M)
+            if heading is None:
+                continue
+            started, source = True, source[heading.end():]
+        blocks += [(i, textwrap.dedent(m.group("code"))) for m in _FENCE.finditer(source)]
+    return blocks
 
 
 def _source_label(obj: Any) -> str:

@@ -1,9 +1,12 @@
 """Figures shared by the CLI and the book: label overlays, subject grids, deformation grids, the
 cohort overview and the diagram of the method (Li et al., arXiv 2502.03229).
 
-Sized for the book's page: at most 10 inches wide, so that a figure is shown near its own size,
-and no text under 9 pt. matplotlib is imported inside the functions, so importing this module
-stays cheap.
+Sized for the book's page. At 1280 px the book's cell outputs are about 670 px wide, so a figure
+of :data:`PAGE_WIDTH` (10 in, about 1020 px at 100 dpi) is shown at about 65% of its size: text
+of :data:`FONT_SIZE` (12 pt, 17 px in the PNG) is then 10.8 px on screen, and never smaller
+(``scripts/check_pages.py`` measures it). :func:`use_book_style` sets matplotlib's defaults to match (the
+chapters call it once); narrower figures are shrunk less. matplotlib is imported inside the
+functions, so importing this module stays cheap.
 """
 from __future__ import annotations
 
@@ -15,8 +18,56 @@ from segreg_lite.labels import SEG4_COLORS, SEG4_NAMES
 
 #: Widest figure, in inches: the book's text column (wider ones are shrunk, their text with them).
 PAGE_WIDTH = 10.0
-#: Smallest font size, in points, of any text in a figure.
-FONT_SIZE = 9
+#: Smallest font size, in points, of any text in a figure: 10 px or more on screen at 1280 px.
+FONT_SIZE = 12
+#: Resolution of the book's figures (matplotlib's default; the inline backend draws at it).
+DPI = 100
+#: matplotlib settings of the book's figures (:func:`use_book_style`): no text under FONT_SIZE.
+BOOK_STYLE = {
+    "font.size": FONT_SIZE + 1,
+    "axes.titlesize": FONT_SIZE + 1,
+    "axes.labelsize": FONT_SIZE + 1,
+    "xtick.labelsize": FONT_SIZE,
+    "ytick.labelsize": FONT_SIZE,
+    "legend.fontsize": FONT_SIZE,
+    "legend.title_fontsize": FONT_SIZE,
+    "figure.titlesize": FONT_SIZE + 2,
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+}
+#: The PNG text chunk that tells scripts/check_pages.py the smallest text of a book figure.
+STYLE_MARK = ("segreg_lite", f"min_font_pt={FONT_SIZE} dpi={DPI}")
+
+
+def use_book_style() -> None:
+    """Set matplotlib's defaults to the book's (:data:`BOOK_STYLE`), for every later figure.
+
+    In a notebook it also marks each inline PNG with :data:`STYLE_MARK` (a text chunk, invisible),
+    which ``scripts/check_pages.py`` reads to tell how large a figure's smallest text is shown.
+    The marker promises what the style sets: a chapter that passes a smaller ``fontsize`` by hand
+    breaks it, so the chapters do not.
+    """
+    import matplotlib
+
+    matplotlib.rcParams.update(BOOK_STYLE)
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:  # a script or the CLI: the rc settings are all
+        return
+    import warnings
+
+    with warnings.catch_warnings():  # matplotlib_inline's traitlets observer is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from IPython.core.pylabtools import select_figure_formats
+        from matplotlib_inline.config import InlineBackend
+
+        # Kept in the inline backend's settings: a later `%matplotlib inline` keeps it too.
+        config = InlineBackend.instance(parent=shell)
+        config.print_figure_kwargs = {**config.print_figure_kwargs, "metadata": dict([STYLE_MARK])}
+    select_figure_formats(shell, config.figure_formats, **config.print_figure_kwargs)
 
 
 def label_rgba(label: np.ndarray, alpha: float = 0.45,
@@ -49,6 +100,27 @@ def show_subject(ax, image: np.ndarray, label: np.ndarray | None = None, title: 
     if title:
         ax.set_title(title, fontsize=FONT_SIZE)
     ax.set_axis_off()
+
+
+def error_rgba(truth: np.ndarray, pred: np.ndarray, color: Sequence[float] = (1.0, 0.0, 0.0),
+               alpha: float = 0.9) -> np.ndarray:
+    """The pixels where ``pred`` differs from ``truth`` (label maps (H, W)) as RGBA (H, W, 4):
+    ``color`` at ``alpha`` where they differ, fully transparent elsewhere."""
+    wrong = np.asarray(truth) != np.asarray(pred)
+    rgba = np.zeros((*wrong.shape, 4), dtype=np.float32)
+    rgba[wrong] = (*color[:3], alpha)
+    return rgba
+
+
+def show_errors(ax, image: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+                title: str | None = None) -> float:
+    """Draw an error map on ``ax``: the image in grey, the pixels ``pred`` labels differently
+    from ``truth`` in red. Put it beside the prediction, so that a boundary one pixel off shows
+    as a red line. Returns the share of pixels wrong."""
+    truth, pred = np.asarray(truth), np.asarray(pred)
+    show_subject(ax, image, title=title)
+    ax.imshow(error_rgba(truth, pred), interpolation="nearest")
+    return float((truth != pred).mean())
 
 
 def legend_handles(names: Sequence[str] = SEG4_NAMES, colors: Sequence = SEG4_COLORS) -> list:
@@ -87,8 +159,8 @@ def draw_grid(ax, flow, step: int = 8, color: str = "yellow", lw: float = 0.5) -
     ax.set_ylim(*limits[1])
 
 
-def subject_grid(images, labels=None, *, titles: Sequence[str] | None = None, ncols: int = 6,
-                 size: float = 2.0):
+def subject_grid(images, labels=None, *, titles: Sequence[str] | None = None, ncols: int = 4,
+                 size: float = 2.5):
     """A grid of subjects: images (N, 1, H, W), optional labels (N, H, W). Returns the Figure.
 
     Panels are ``size`` inches square, or smaller where ``ncols`` of them would be wider than the
@@ -136,12 +208,12 @@ def cohort_overview(cohort, n_show: int = 6):
     bars.bar(range(len(freq)), freq, color=[(0.6, 0.6, 0.6), *SEG4_COLORS[1:]][: len(freq)])
     bars.set_xticks(range(len(freq)), cohort.label_names, rotation=20, fontsize=FONT_SIZE)
     bars.set_ylabel("pixel fraction")
-    bars.set_title(f"class frequencies ({len(cohort)} subjects)", fontsize=10)
+    bars.set_title(f"class frequencies ({len(cohort)} subjects)", fontsize=FONT_SIZE + 1)
     csf = (cohort.labels == 4).sum(dim=(1, 2)).numpy() * cohort.spacing_mm**2
     ax.scatter(cohort.params["severity"], csf, s=6, alpha=0.6, color=SEG4_COLORS[4])
     ax.set_xlabel("atrophy severity")
     ax.set_ylabel("CSF area (mm$^2$)")
-    ax.set_title("atrophy enlarges CSF spaces", fontsize=10)
+    ax.set_title("atrophy enlarges CSF spaces", fontsize=FONT_SIZE + 1)
     label_legend(bottom)
     return fig
 
@@ -219,7 +291,7 @@ def plot_method_overview(seed: int = 0, n_atlas: int = 3):
             color="0.35", ha="center", va="top")
 
     def box(cx, cy, text, color):
-        bg.text(cx, cy, text, ha="center", va="center", fontsize=10, zorder=3,
+        bg.text(cx, cy, text, ha="center", va="center", fontsize=FONT_SIZE, zorder=3,
                 bbox=dict(boxstyle="round,pad=0.45", facecolor=color, edgecolor="0.3"))
 
     def arrow(start, end, text="", rad=0.0, **kw):

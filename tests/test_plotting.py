@@ -77,3 +77,43 @@ def test_method_overview_is_a_figure_of_page_width():
 def test_method_overview_rejects_no_atlas():
     with pytest.raises(ValueError, match="n_atlas"):
         plot_method_overview(n_atlas=0)
+
+
+def test_book_style_sets_no_font_under_the_minimum():
+    from segreg_lite.plotting import BOOK_STYLE, FONT_SIZE, use_book_style
+
+    with matplotlib.rc_context():
+        use_book_style()  # outside IPython: the rc settings only
+        for key in ("font.size", "axes.titlesize", "axes.labelsize", "xtick.labelsize",
+                    "ytick.labelsize", "legend.fontsize"):
+            assert matplotlib.rcParams[key] == BOOK_STYLE[key] >= FONT_SIZE
+
+
+@pytest.mark.parametrize("make", ["grid", "overview"])
+def test_the_figures_of_the_package_have_no_text_under_the_minimum(make):
+    from segreg_lite.plotting import FONT_SIZE, use_book_style
+
+    with matplotlib.rc_context():
+        use_book_style()
+        if make == "grid":
+            fig = subject_grid(np.zeros((3, 1, 8, 8), dtype=np.float32), titles=["a", "b", "c"])
+            label_legend(fig)
+        else:
+            fig = plot_method_overview(n_atlas=1)
+        fig.canvas.draw()
+        sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+        plt.close(fig)
+    assert sizes and min(sizes) >= FONT_SIZE
+
+
+def test_error_map_marks_exactly_the_wrong_pixels():
+    from segreg_lite.plotting import error_rgba, show_errors
+
+    truth = np.array([[0, 1], [2, 2]])
+    pred = np.array([[0, 1], [2, 3]])
+    rgba = error_rgba(truth, pred)
+    assert rgba.shape == (2, 2, 4)
+    assert (rgba[..., 3] > 0).tolist() == [[False, False], [False, True]]
+    fig, ax = plt.subplots()
+    assert show_errors(ax, np.zeros((2, 2)), truth, pred) == 0.25
+    plt.close(fig)
