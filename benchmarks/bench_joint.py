@@ -19,7 +19,9 @@ ends with one row per variant over the seeds: each seed's last test Dice, the me
 gain and of the registration's change from round 0: the ablation table of the "beyond the paper"
 chapter. The run's own rounds ("as run") are read from its results file when it holds them (the
 rounds are seeded, so a rerun gives the same numbers). After Li et al. (arXiv 2502.03229).
-Nothing is asserted.
+Nothing is asserted. A run made on other data than the cohort these arguments build (its
+``run.json`` records the data's SHA-256), a damaged ``run.json`` and files changed since the run
+wrote them are each refused in one line.
 """
 from __future__ import annotations
 
@@ -38,14 +40,17 @@ from segreg_lite.config import TrainConfig
 from segreg_lite.data import load_data
 from segreg_lite.io import read_json, write_json
 from segreg_lite.joint import train_joint
+from segreg_lite.limits import check_seed
 from segreg_lite.pseudo import MODES
+from segreg_lite.runfolder import changed_since_written, data_digest
 from segreg_lite.splits import Split
 
 #: The settings a variant may change: those the rounds read. Pre-training and the networks' shape
 #: are fixed by the run's checkpoints.
 ROUND_FIELDS = ("rounds", "seg_round_lr", "seg_round_steps", "reg_round_lr", "reg_round_steps", "batch_size",
-                "augment", "soft_ce", "local_ncc", "reg_smoothness", "reg_passes", "label_weight", "n_atlas", "n_tta",
-                "confidence_weight", "annotated_share", "strong_views", "pair_share", "appearance", "amp")
+                "augment", "soft_ce", "local_ncc", "reg_smoothness", "reg_passes", "reg_io_steps", "reg_io_lr",
+                "label_weight", "n_atlas", "n_tta", "confidence_weight", "annotated_share", "strong_views", "pair_share",
+                "appearance", "amp")
 
 #: Per round: the history key and its column title.
 COLUMNS = (("test_dice", "test Dice"), ("pseudo_dice", "pseudo-labels"), ("pseudo_dice_reg", "reg masks"),
@@ -87,14 +92,45 @@ def parse_variant(text: str, base: TrainConfig) -> dict[str, Any]:
     return changes
 
 
-def load_run(folder: Path) -> tuple[Split, TrainConfig, int, dict[str, Path]]:
-    """The split, config, seed and pre-trained checkpoint paths of a finished run folder."""
+def load_run(folder: Path) -> tuple[Split, TrainConfig, int, dict[str, Path], dict[str, Any]]:
+    """The split, config, seed and pre-trained checkpoint paths of a finished run folder, and
+    ``run.json`` itself (what data it ran on); a damaged ``run.json``, or a file changed since the
+    run wrote it, is a SystemExit of one line naming it."""
     ckpts = {w: folder / "checkpoints" / f"pretrained_{w}.pt" for w in ("seg", "reg")}
-    for path in [folder / "run.json", *ckpts.values()]:
-        if not path.is_file():
-            raise SystemExit(f"{path} is missing: run `segreg-lite run` with a joint method into {folder} first")
-    spec = read_json(folder / "run.json", "run file")
-    return Split.from_dict(spec["split"]), TrainConfig.from_dict(spec["config"]), int(spec["seed"]), ckpts
+    path = folder / "run.json"
+    for p in [path, *ckpts.values()]:
+        if not p.is_file():
+            raise SystemExit(f"{p} is missing: run `segreg-lite run` with a joint method into {folder} first")
+    remedy = f"make the run again (segreg-lite run ... --overwrite --out {folder})"
+    try:
+        spec = read_json(path, "run file")
+        if not isinstance(spec, dict):
+            raise ValueError("not a JSON object")
+        run = Split.from_dict(spec["split"]), TrainConfig.from_dict(spec["config"]), check_seed(spec["seed"]), ckpts, spec
+    except ValueError as err:
+        why = str(err) if str(path) in str(err) else f"{path}: damaged run file ({' '.join(str(err).split())})"
+        raise SystemExit(f"{why}; {remedy}") from None
+    except (KeyError, TypeError) as err:
+        what = f"no {err} entry" if isinstance(err, KeyError) else " ".join(str(err).split())
+        raise SystemExit(f"{path}: damaged run file ({what}); {remedy}") from None
+    for p in [path, *ckpts.values()]:  # well-formed, but not as the run wrote them (edited, damaged)
+        changed = changed_since_written(folder, p.relative_to(folder).as_posix())
+        if changed:
+            raise SystemExit(f"{changed}; {remedy}")
+    return run
+
+
+def check_data(folder: Path, spec: dict[str, Any], data: Any) -> None:
+    """Refuse, in one line, to run the models of the run in ``folder`` (``spec``: its run.json)
+    on other data than the run's: the data's SHA-256 (or, for a run.json without one, its
+    description) must be the run's. A run's models tested on another cohort would score images
+    that may have been their training images."""
+    held = spec.get("data_sha256")
+    same = (held == data_digest(data.images, data.labels, data.label_names, data.subjects)) if held \
+        else spec.get("data") == data.description
+    if not same:
+        raise SystemExit(f"{folder} was run on other data ({spec.get('data', 'not recorded')}) than these "
+                         f"({data.description}): pass the run's --subjects, --data-seed and --size, or another run folder")
 
 
 def _held_history(folder: Path, config: TrainConfig, mode: str) -> list[dict] | None:
@@ -102,11 +138,14 @@ def _held_history(folder: Path, config: TrainConfig, mode: str) -> list[dict] | 
     ``config`` (the same numbers a rerun gives: the rounds are seeded), else None."""
     name = {"combined": "joint", "reg": "joint_reg", "seg": "joint_seg"}[mode]
     path = folder / "results.json"
-    if not path.is_file():
+    if not path.is_file() or changed_since_written(folder, "results.json"):  # edited since: recomputed instead
         return None
-    results = read_json(path, "results file")
-    held = results.get("methods", {}).get(name, {})
-    if results.get("config") != config.to_dict() or "history" not in held:
+    try:
+        results = read_json(path, "results file")
+        held = results["methods"][name]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if results.get("config") != config.to_dict() or not isinstance(held, dict) or "history" not in held:
         return None
     return held["history"]
 
@@ -129,10 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     # variant -> per run: (last test Dice, gain over round 0, registration change, minutes or None)
     ends: dict[str, list[tuple[float, float, float, float | None]]] = {name: [] for name in names}
     curves: dict[str, list[list[float]]] = {name: [] for name in names}  # test Dice per round, per run
-    for folder, split, base, seed, ckpts in runs:
+    for folder, split, base, seed, ckpts, spec in runs:
         if split.n_subjects != len(data.images):
             raise SystemExit(f"{folder} was run on {split.n_subjects} subjects, not this cohort's {len(data.images)}")
-        seg0, reg0 = (load_checkpoint(ckpts[w]).models[w].eval() for w in ("seg", "reg"))
+        check_data(folder, spec, data)
+        try:
+            seg0, reg0 = (load_checkpoint(ckpts[w]).models[w].eval() for w in ("seg", "reg"))
+        except (ValueError, KeyError) as err:
+            raise SystemExit(f"{' '.join(str(err).split())}; make the run again (segreg-lite run ... --overwrite "
+                             f"--out {folder})") from None
         print(f"{folder}: {data.description}; seed {seed}, {len(split.annotated)} annotated, "
               f"{len(split.unannotated)} unannotated, {len(split.test)} test images; {args.mode} pseudo-labels\n"
               "Mean Dice over the foreground classes: the segmenter on the test images; the pseudo-labels, and the "

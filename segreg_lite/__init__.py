@@ -8,7 +8,8 @@ The modules, one idea each, in the order data flows through a run:
 - ``labels``: the seg4 label table (names, colours) every data path shares.
 - ``template``, ``cohort``: the embedded MNI template and the seeded cohort of 2D subjects made from it.
 - ``oasis``, ``nifti``, ``realscan``: real data: neurite-OASIS 2D, your own NIfTI slices, one real T1 slice.
-- ``data``: the one ``Data`` container and ``load_data``, which fills it from any of those.
+- ``container``: the one ``Data`` container (below the loaders, which fill it) and its ``DataRecipe``.
+- ``data``: ``load_data``, which fills ``Data`` from any of those and records its recipe; ``from_recipe``.
 - ``checks``: the shared input checks and the one label conversion (``one_hot``, ``as_soft``).
 - ``limits``: the checks of plain settings (counts, seeds, fractions, image sizes) that the API and the CLI share.
 - ``splits``: the seeded, nested subject split (train / val / test, annotated or not).
@@ -23,11 +24,15 @@ The modules, one idea each, in the order data flows through a run:
 - ``meanteacher``: the Mean Teacher baseline.
 - ``tta``, ``pseudo``: test-time augmentation; soft pseudo-labels from atlases and TTA maps.
 - ``joint``: the joint method's rounds.
+- ``context``: the run context every method is given (``Run``: seed, device, log, shared pre-trained
+  models, checkpoints), below the methods.
 - ``methods``: the registry of methods the comparison runs.
 - ``metrics``: Dice, Hausdorff distances, folding and log-Jacobian statistics.
-- ``runfolder``, ``checkpoint``, ``io``: the run folder, checkpoints and atomic writes.
+- ``runfolder``, ``checkpoint``, ``io``: the run folder, checkpoints and atomic writes; ``resultfiles``:
+  what a results file must hold.
 - ``experiment``: one run of the chosen methods on one split, written to a run folder.
 - ``sweep``: runs over fractions and seeds; ``report``: every table, CSV and statistic of them.
+- ``jobs``: where a sweep's runs run: a process pool, or submitit jobs (local processes, a Slurm array).
 - ``peers``: ANTs, the classical registration to compare with (optional).
 - ``plotting``, ``book``: figures, and the helpers the book's chapters import.
 - ``cli``: the ``segreg-lite`` command.

@@ -46,6 +46,35 @@ def check_images(images: Any, name: str = "images") -> Tensor:
     return images
 
 
+#: The darkest intensity a [0, 1] image may hold (noise undershoots 0 a little; z-scored or
+#: negated images go far below).
+MIN_INTENSITY = -0.5
+
+
+def check_data(data: Any) -> None:
+    """A :class:`~segreg_lite.container.Data` every method can take, or a ValueError naming the
+    field: images float32 (N, 1, H, W), finite, in [0, 1] (up to the noise margins
+    :data:`MIN_INTENSITY` and :data:`MAX_INTENSITY`); integer labels (N, H, W) with values in
+    [0, K) for its K label names; one subject id per image. The loaders make such data; this is
+    for data built by hand, which would otherwise train on NaN or on labels past the table
+    without a word, or fail deep inside torch."""
+    images = check_images(data.images, "data.images")
+    if images.dtype != torch.float32:
+        raise ValueError(f"data.images must be float32, got {images.dtype}: convert them with data.images.float()")
+    check_finite("data.images", images)
+    if images.numel() and float(images.min()) < MIN_INTENSITY:
+        raise ValueError(f"data.images reach {float(images.min()):.4g}, but segreg-lite takes intensities in [0, 1]: "
+                         "rescale each image to [0, 1] first ((x - min) / (max - min))")
+    n, _, h, w = images.shape
+    labels = data.labels
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or tuple(labels.shape) != (n, h, w):
+        raise ValueError(f"data.labels must be integer labels ({n}, {h}, {w}) to match data.images {tuple(images.shape)}, "
+                         f"got {shape(labels)} of dtype {getattr(labels, 'dtype', '?')}")
+    check_label_range(labels, len(data.label_names), "data.labels")
+    if len(data.subjects) != n:
+        raise ValueError(f"data.subjects has {len(data.subjects)} ids for {n} images: one id per image")
+
+
 def check_label_range(labels: Tensor, num_classes: int, name: str = "labels") -> None:
     """Integer labels with every value in [0, num_classes)."""
     if labels.is_floating_point() or labels.is_complex():

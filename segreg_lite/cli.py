@@ -9,6 +9,7 @@
 
     segreg-lite sweep [--fractions 0.01,0.05,0.1,0.25,0.5] [--seeds 0,1,2] [--methods ...]
                       [--preset sweep] [--size 64 64] [--jobs 1] [--out results/sweep] [--smoke]
+                      [--executor pool|local|slurm] [--slurm partition=gpu,time=240,gpus=1,array_parallelism=8]
 
 Every expected failure (a bad argument, a damaged or foreign file, an output folder that cannot
 be written or is in use by another run) prints one line, ``segreg-lite: error: ...``, writes
@@ -42,10 +43,9 @@ def _check_cohort(subjects: int, seed: int, size: list[int], seed_flag: str, low
     """The generated cohort's arguments (``--subjects``, the seed of flag ``seed_flag``, ``--size``
     of at least ``low`` pixels a side, ``who`` saying which methods need that), each refused
     naming its flag before the cohort is made, by the checks its API applies (:mod:`segreg_lite.limits`)."""
-    from segreg_lite.limits import SIZE_MULTIPLE, check_int, check_seed, check_size
-    from segreg_lite.splits import MIN_SUBJECTS
+    from segreg_lite.limits import SIZE_MULTIPLE, check_seed, check_size, check_subjects
 
-    check_int(subjects, "--subjects", low=MIN_SUBJECTS, why=" (one training, one validation and one test subject)")
+    check_subjects(subjects, "--subjects")
     check_seed(seed, seed_flag)
     check_size(size, "--size", low=SIZE_MULTIPLE if low is None else low, why=who)
 
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from segreg_lite.config import check_preset
     from segreg_lite.data import load_data
-    from segreg_lite.experiment import min_size, resolve_run, run_experiment
+    from segreg_lite.experiment import check_unannotated, min_size, resolve_run, run_experiment
     from segreg_lite.limits import check_fraction, check_int, check_seed
     from segreg_lite.methods import check_methods
     from segreg_lite.report import format_table
@@ -128,6 +128,8 @@ def _run(args: argparse.Namespace) -> int:
     check_device(args.device)
     if args.data == "cohort":
         _check_cohort(args.subjects, args.data_seed, args.size, "--data-seed", *min_size(methods))
+    check_unannotated(methods, args.fraction, args.subjects if args.data == "cohort" else None, seed=args.seed,
+                      name="--fraction", remedy="leave them out of --methods")
     probe_folder(out, "--out")  # a file, a folder that cannot be written, one in use by another run
     start = time.perf_counter()
     data = load_data(args.data, n_subjects=args.subjects, seed=args.data_seed, size=tuple(args.size))
@@ -170,13 +172,13 @@ def _numbers(text: str, kind: type, flag: str) -> list:
 def _sweep(args: argparse.Namespace) -> int:
     from segreg_lite.config import check_preset
     from segreg_lite.data import load_data
-    from segreg_lite.experiment import min_size
+    from segreg_lite.experiment import check_unannotated, min_size
+    from segreg_lite.jobs import check_executor
     from segreg_lite.limits import check_fraction, check_int, check_seed
     from segreg_lite.methods import check_methods
     from segreg_lite.report import format_sweep
     from segreg_lite.runfolder import check_out, probe_folder
     from segreg_lite.sweep import collect_sweep, plan_sweep, run_sweep
-    from segreg_lite.train import check_device
 
     # Every argument is checked before the data is made or loaded: a typo should not cost minutes.
     out = check_out(args.out, "--out")
@@ -189,10 +191,13 @@ def _sweep(args: argparse.Namespace) -> int:
     methods = check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
     check_preset(args.preset, "--preset")
     check_int(args.jobs, "--jobs", low=1)
-    check_device(args.device)
+    slurm = check_executor(args.executor, args.slurm, jobs=args.jobs, device=args.device, flag="--")  # and --device
     if args.data == "cohort":
         _check_cohort(args.subjects, args.data_seed, args.size, "--data-seed", *min_size(methods))
     plan = plan_sweep(out, fractions, seeds, methods)  # repeated fractions or seeds
+    for run in plan:  # a fraction that annotates every training image of a small cohort
+        check_unannotated(run.methods, run.fraction, args.subjects if args.data == "cohort" else None, seed=run.seed,
+                          name="--fractions", remedy="leave them out of --methods")
     probe_folder(out, "--out", lock=False)  # the root: a file, or a folder that cannot be written
     for run in plan:
         if run.folder.is_dir():
@@ -201,7 +206,8 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"segreg-lite {__version__}: {data.description}; preset {args.preset}{' (smoke)' if args.smoke else ''}; "
           f"fractions {', '.join(f'{f:g}' for f in fractions)}; seeds {', '.join(map(str, seeds))}", flush=True)
     run_sweep(data, args.out, fractions=fractions, seeds=seeds, methods=methods, preset=args.preset, smoke=args.smoke,
-              device=args.device, jobs=args.jobs, progress=not args.quiet, log=lambda msg: print(msg, flush=True))
+              device=args.device, jobs=args.jobs, executor=args.executor, slurm=slurm, progress=not args.quiet,
+              log=lambda msg: print(msg, flush=True))
     print()
     print(format_sweep(collect_sweep(args.out, fractions=fractions, seeds=seeds)))  # this sweep's runs only
     print(f"\nresults under {args.out} ({(time.perf_counter() - start) / 60:.1f} min wall time)")
@@ -270,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--out", default="results/sweep", help="root folder, one run folder per fraction and seed (default results/sweep)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once, in worker processes sharing the CPU threads (default 1)")
+    p.add_argument("--executor", default="pool", help="where the runs run: pool (worker processes, default), local "
+                   "(submitit jobs on this machine), slurm (a Slurm job array); local and slurm need segreg-lite[cluster]")
+    p.add_argument("--slurm", default=None, metavar="KEY=VALUE,...",
+                   help="with --executor slurm: partition, time (minutes, default 240), gpus (default 1), cpus "
+                        "(default 4), mem (GB), array_parallelism, account, qos, constraint, requeues (default 3)")
     p.add_argument("--smoke", action="store_true", help="tiny schedules: checks every code path in seconds")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_sweep)

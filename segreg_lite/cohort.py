@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from segreg_lite.labels import NUM_CLASSES, SEG4_NAMES
-from segreg_lite.limits import check_int, check_seed, check_size
+from segreg_lite.limits import check_seed, check_size, check_subjects
 from segreg_lite.template import CENTER_Y_VOXEL, VENTRICLE_DECAY_MM, Template, hard_labels, load_template
 
 
@@ -242,7 +242,7 @@ def generate_cohort(
 
     Returns a :class:`Cohort` with images (N, 1, H, W) float32 in [0, 1] and seg4 labels (N, H, W).
     """
-    n_subjects, seed = check_int(n_subjects, "n_subjects", low=1), check_seed(seed)
+    n_subjects, seed = check_subjects(n_subjects, "n_subjects", low=1), check_seed(seed)
     cfg = config or CohortConfig()
     tpl = load_template()
     volume = torch.from_numpy(tpl.maps)[None]  # (1, C, X, Y, Z)

@@ -1,42 +1,44 @@
-"""The one data container every method reads, and the three ways to fill it.
+"""The three ways to fill the one data container, :class:`Data`, and how a recipe fills it again.
 
-:class:`Data` holds images (N, 1, H, W) float32 in [0, 1], labels (N, H, W) int64, subject ids,
-the label names and a one-line description. :func:`load_data` reads one of the three data paths:
-the embedded generated cohort (:mod:`segreg_lite.cohort`), neurite-OASIS 2D
-(:mod:`segreg_lite.oasis`, downloaded into the cache on first use) or a folder of NIfTI slices
-(:mod:`segreg_lite.nifti`).
+:class:`Data` (in :mod:`segreg_lite.container`, below the loaders, and re-exported here) holds
+images (N, 1, H, W) float32 in [0, 1], labels (N, H, W) int64, subject ids, the label names and
+a one-line description. :func:`load_data` reads one of the three data paths: the embedded
+generated cohort (:mod:`segreg_lite.cohort`), neurite-OASIS 2D (:mod:`segreg_lite.oasis`,
+downloaded into the cache on first use) or a folder of NIfTI slices (:mod:`segreg_lite.nifti`),
+and records in ``Data.recipe`` (a :class:`DataRecipe`) how; :func:`from_recipe` makes the same
+data again from that recipe (a sweep's job does, on whatever machine it runs).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
+from segreg_lite.container import Data, DataRecipe
 from segreg_lite.labels import SEG4_NAMES
 
-
-@dataclass
-class Data:
-    """Images (N, 1, H, W) float32 in [0, 1], labels (N, H, W) int64, subject ids, label names."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    subjects: list[str]
-    label_names: tuple[str, ...]
-    description: str
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.label_names)
+__all__ = ["Data", "DataRecipe", "from_recipe", "load_data"]
 
 
 def load_data(source: str = "cohort", *, n_subjects: int = 300, seed: int = 0,
               size: Sequence[int] = (128, 128), max_subjects: int | None = None) -> Data:
     """``"cohort"``: the embedded generated cohort (``n_subjects``, ``seed``, ``size``); ``"oasis"``:
     neurite-OASIS 2D, downloaded into the cache on first use; any other value: a folder of NIfTI
-    ``<case>_image.nii.gz`` / ``<case>_label.nii.gz`` slices."""
+    ``<case>_image.nii.gz`` / ``<case>_label.nii.gz`` slices. The data's ``recipe`` records the
+    call (a folder by its absolute path), for :func:`from_recipe`."""
+    data = _load(source, n_subjects=n_subjects, seed=seed, size=size, max_subjects=max_subjects)  # checks them
+    folder = source not in ("cohort", "oasis")
+    data.recipe = DataRecipe(str(Path(source).resolve()) if folder else source, int(n_subjects), int(seed),
+                             (int(size[0]), int(size[1])), max_subjects)
+    return data
+
+
+def from_recipe(recipe: DataRecipe) -> Data:
+    """The data that :func:`load_data` made with ``recipe`` (``Data.recipe``), made again."""
+    return load_data(recipe.source, n_subjects=recipe.n_subjects, seed=recipe.seed, size=recipe.size,
+                     max_subjects=recipe.max_subjects)
+
+
+def _load(source: str, *, n_subjects: int, seed: int, size: Sequence[int], max_subjects: int | None) -> Data:
     if source == "cohort":
         from segreg_lite.cohort import CohortConfig, generate_cohort
 

@@ -17,27 +17,34 @@ output folder (a :class:`segreg_lite.runfolder.RunFolder`, locked while the run 
   Seconds are a method's own wall time; shared pre-training counts for the first method that
   needed it (``supervised_aug`` for the segmenter, ``reg_only`` for the registration network).
 
-Methods share work through the :class:`Run` they are given: the augmented supervised baseline
-*is* the joint method's pre-trained segmenter and registration-only uses its pre-trained
-registration network, as in the paper. The tables, CSV and statistics of finished runs are
-:mod:`segreg_lite.report`'s.
+Methods share work through the run context they are given (:class:`segreg_lite.context.Run`,
+below the methods; also importable as ``segreg_lite.experiment.Run``), which this module makes
+and hands the pre-training (:func:`pretrain`): the augmented supervised baseline *is* the joint
+method's pre-trained segmenter and registration-only uses its pre-trained registration network,
+as in the paper. The tables, CSV and statistics of finished runs are :mod:`segreg_lite.report`'s.
 """
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from segreg_lite import __version__
+from segreg_lite.checks import check_data
 from segreg_lite.config import TrainConfig, get_preset
-from segreg_lite.data import Data
+from segreg_lite.container import Data
+from segreg_lite.context import Run  # also segreg_lite.experiment.Run, its name before it moved below the methods
 from segreg_lite.limits import REG_MIN_SIZE, SIZE_MULTIPLE, check_seed
 from segreg_lite.methods import DEFAULT_METHODS, METHODS, check_methods
+from segreg_lite.registration import pretrain_regnet
 from segreg_lite.report import results_csv
-from segreg_lite.runfolder import RunFolder, check_out, data_digest, differences, fingerprint
+from segreg_lite.runfolder import RunFolder, check_out, data_digest, fingerprint
 from segreg_lite.splits import Split, make_split
+from segreg_lite.supervised import pretrain_segmenter
 from segreg_lite.train import check_device, new_models
+
+__all__ = ["Run", "check_slice_size", "check_unannotated", "finished", "min_size", "pretrain", "resolve_run",
+           "run_experiment", "run_method"]
 
 
 def min_size(methods: Sequence[str]) -> tuple[int, str]:
@@ -45,6 +52,31 @@ def min_size(methods: Sequence[str]) -> tuple[int, str]:
     or :data:`~segreg_lite.limits.REG_MIN_SIZE` when one registers) and, then, which need it."""
     registers = [m for m in methods if METHODS[m].registers]
     return (REG_MIN_SIZE, f" (for {', '.join(registers)})") if registers else (SIZE_MULTIPLE, "")
+
+
+def check_unannotated(methods: Sequence[str], fraction: float, n_subjects: int | None = None, *, seed: int = 0,
+                      name: str = "fraction", remedy: str = "leave them out of methods") -> None:
+    """Refuse, before any work, ``methods`` that train on pseudo-labels (the joint methods,
+    UniMatch) at a ``fraction`` that annotates every training image: 1 always, and with
+    ``n_subjects`` known (a generated cohort, before it is made), any fraction that rounds up to
+    all of them. ``name`` and ``remedy`` are the argument and the way out, as the caller names them."""
+    needs = [m for m in methods if METHODS[m].pseudo_labels]
+    if not needs:
+        return
+    of = ""
+    if fraction < 1 and n_subjects is not None:
+        import warnings
+
+        with warnings.catch_warnings():  # a small split warns once, when the run makes it
+            warnings.simplefilter("ignore")
+            split = make_split(n_subjects, seed=seed, fraction=fraction)
+        if split.unannotated:
+            return
+        of = f" (all {len(split.train)} of {n_subjects} subjects)"
+    elif fraction < 1:
+        return
+    raise ValueError(f"{name} {fraction:g} annotates every training image{of}, so {', '.join(needs)} would have nothing to "
+                     f"pseudo-label: choose a smaller {name}, or {remedy} (upper_bound is the every-image baseline)")
 
 
 def check_slice_size(shape: Sequence[int], methods: Sequence[str]) -> None:
@@ -58,86 +90,30 @@ def check_slice_size(shape: Sequence[int], methods: Sequence[str]) -> None:
                          "crop or pad your slices (e.g. to the next multiple of 16)")
 
 
-class Run:
-    """One run of :func:`run_experiment`, as the methods see it (their ``folder`` argument): the
-    seed, device, progress setting and log of the run, the models methods share, and the
-    checkpoint files of its :class:`~segreg_lite.runfolder.RunFolder`."""
+def pretrain(run: Run, which: str):
+    """Train the model that methods of ``run`` share: the segmenter ("seg", with the config's
+    augmentation; the augmented supervised baseline) or the registration network ("reg"), from
+    the run's seeded fresh models. What :meth:`Run.pretrained <segreg_lite.context.Run.pretrained>`
+    calls once per run when its checkpoint is not there."""
+    seg, reg = new_models(run.config, run.data.num_classes, run.seed)
+    d = run.data
+    if which == "seg":
+        pretrain_segmenter(seg, d.images, d.labels, run.split, run.config, seed=run.seed, device=run.device,
+                           progress=run.progress)
+        return seg
+    pretrain_regnet(reg, d.images, run.split, run.config, seed=run.seed, device=run.device, progress=run.progress,
+                    log=run.log)
+    return reg
 
-    def __init__(self, data: Data, split: Split, config: TrainConfig, folder: RunFolder, seed: int, device, progress, log,
-                 data_sha256: str):
-        self.data, self.split, self.config, self.folder = data, split, config, folder
-        self.seed, self.device, self.progress, self.log = seed, device, progress, log
-        self._pretrained: dict[str, Any] = {}
-        self._fp = dict(data=data_sha256, split=split.to_dict(), config=config.to_dict(), seed=seed)
 
-    def fingerprint(self, method: str) -> dict[str, Any]:
-        """What a result or checkpoint of ``method`` in this run must carry to be read back."""
-        return fingerprint(**self._fp, method=method)
-
-    def checkpoint(self, name: str) -> Path:
-        """The path of checkpoint ``name`` in the run folder, claimed for this run: a stale file
-        of ours is removed (and said so), a foreign one refused. The file's own contents are
-        checked by whoever reads it (``train_joint`` checks config, split, mode and seed)."""
-        path, fp = self._checkpoint_path(name)
-        self.folder.claim(path, fp)
-        return path
-
-    def _checkpoint_path(self, name: str) -> tuple[Path, dict[str, Any]]:
-        """Checkpoint ``name``'s path and fingerprint, a stale file of ours removed (and said so)."""
-        path, fp = self.folder.checkpoint_path(name), self.fingerprint(name)
-        stale = self.folder.stale_checkpoint(name, fp)
-        if stale:
-            self.log(stale)
-        return path, fp
-
-    def pretrained(self, which: str):
-        """A copy of the pre-trained segmenter ("seg", with the config's augmentation) or regnet
-        ("reg"), trained once per run and kept in ``checkpoints/pretrained_<which>.pt`` with its
-        fingerprint."""
-        from segreg_lite.checkpoint import load_checkpoint, save_checkpoint
-        from segreg_lite.registration import pretrain_regnet
-        from segreg_lite.supervised import pretrain_segmenter
-
-        if which not in self._pretrained:
-            path, fp = self._checkpoint_path(f"pretrained_{which}")
-            model = None
-            if path.exists():
-                try:
-                    ckpt = load_checkpoint(path)
-                except ValueError as err:  # ours (listed in the manifest) but unreadable: made again
-                    path.unlink()
-                    self.log(f"{err}; removed, computing again")
-                else:
-                    diff = differences(ckpt.extra.get("fingerprint"), fp)
-                    if diff:
-                        path.unlink()
-                        self.log(f"{path} was made by another run (differs in {', '.join(diff)}); removed, computing again")
-                    else:
-                        model = ckpt.models[which]
-            if model is None:
-                seg, reg = new_models(self.config, self.data.num_classes, self.seed)
-                d = self.data
-                if which == "seg":
-                    model = seg
-                    pretrain_segmenter(seg, d.images, d.labels, self.split, self.config, seed=self.seed,
-                                       device=self.device, progress=self.progress)
-                else:
-                    model = reg
-                    pretrain_regnet(reg, d.images, self.split, self.config, seed=self.seed,
-                                    device=self.device, progress=self.progress, log=self.log)
-                self.folder.claim(path, fp)
-                save_checkpoint(path, models={which: model}, config=self.config, extra={"fingerprint": fp})
-            self._pretrained[which] = model.eval()
-        return copy.deepcopy(self._pretrained[which])
-
-    def method(self, name: str) -> dict[str, Any]:
-        """Run method ``name`` (:data:`segreg_lite.methods.METHODS`): its results entry, with its
-        own wall ``seconds`` and, for a joint method, the round ``history``."""
-        timer = time.perf_counter()
-        metrics = METHODS[name].run(self.data, self.split, self.config, self)
-        extra = {"history": metrics.pop("history")} if "history" in metrics else {}
-        metrics["seconds"] = time.perf_counter() - timer
-        return {"method": name, "description": METHODS[name].description, "metrics": metrics, **extra}
+def run_method(run: Run, name: str) -> dict[str, Any]:
+    """Run method ``name`` (:data:`segreg_lite.methods.METHODS`): its results entry, with its
+    own wall ``seconds`` and, for a joint method, the round ``history``."""
+    timer = time.perf_counter()
+    metrics = METHODS[name].run(run.data, run.split, run.config, run)
+    extra = {"history": metrics.pop("history")} if "history" in metrics else {}
+    metrics["seconds"] = time.perf_counter() - timer
+    return {"method": name, "description": METHODS[name].description, "metrics": metrics, **extra}
 
 
 def annotation(split: Split) -> dict[str, Any]:
@@ -207,10 +183,10 @@ def run_experiment(
     """
     check_out(out, "out")
     methods = check_methods(methods)
+    check_data(data)  # data built by hand: NaN, labels past the table, float64 (the loaders check theirs)
     split, config = resolve_run(data, fraction=fraction, seed=seed, preset=preset, config=config, smoke=smoke)
     seed = int(seed)
-    if any(METHODS[m].pseudo_labels for m in methods) and not split.unannotated:
-        raise ValueError(f"fraction {fraction} annotates every training image: the joint method has nothing to pseudo-label")
+    check_unannotated(methods, fraction, len(data.images), seed=seed)
     check_slice_size(data.images.shape, methods)
     device = check_device(device)
     data_sha256 = data_digest(data.images, data.labels, data.label_names, data.subjects)
@@ -223,7 +199,7 @@ def run_experiment(
         if a["rounded_up"]:
             log(f"note: fraction {fraction:g} of {a['n_train']} training images is {fraction * a['n_train']:.2g} images, "
                 f"rounded up to {a['n_annotated']} annotated ({a['annotated_fraction']:.2%}); run.json records it")
-        run = Run(data, split, config, folder, seed, device, progress, log, data_sha256)
+        run = Run(data, split, config, folder, seed, device, progress, log, data_sha256, pretrain=pretrain)
         results: dict[str, Any] = {}
         for name in methods:
             fp = run.fingerprint(name)
@@ -235,7 +211,7 @@ def run_experiment(
             if why:
                 log(f"{why}; computing {name} again")
             log(f"{name}: {METHODS[name].description} ...")
-            results[name] = folder.write_result(name, run.method(name), fp)
+            results[name] = folder.write_result(name, run_method(run, name), fp)
             m = results[name]["metrics"]
             log(f"{name}: mean Dice {m['dice']:.3f}, HD {m['hd']:.1f} px, HD95 {m['hd95']:.1f} px ({m['seconds']:.0f} s)")
         summary = {**spec, "methods": results}

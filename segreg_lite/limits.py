@@ -23,6 +23,15 @@ REG_MIN_SIZE = 32
 #: gigabyte (12 bytes a pixel: a float32 image and int64 labels). The bound is what stops a typo:
 #: ``--size 100000 100000`` would otherwise try to allocate 160 GB before failing.
 MAX_SIZE = 512
+#: The most subjects of a generated cohort: five times neurite-OASIS's 414, about a minute to
+#: generate and 400 MB at 128 x 128 (6 GB at MAX_SIZE). The bound is what stops a typo
+#: (``--subjects 3000000``) from filling the memory for minutes before anything fails.
+MAX_SUBJECTS = 2000
+#: The fewest subjects a split takes: one training, one validation and one test subject.
+MIN_SUBJECTS = 3
+#: Why a count is bounded above: the end of the message that refuses a larger one.
+_MAX_SUBJECTS_WHY = (" (segreg_lite.limits.MAX_SUBJECTS: more takes minutes and gigabytes to generate; "
+                     "raise it in Python if you mean it)")
 
 
 def is_int(value: Any) -> bool:
@@ -35,13 +44,23 @@ def is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def check_int(value: Any, name: str, *, low: int = 0, why: str = "") -> int:
-    """``value`` as an int when it is an integer >= ``low``; anything else (a float, a bool, a
-    string, a smaller number) is a ValueError naming ``name``, with ``why`` after the bound."""
+def check_int(value: Any, name: str, *, low: int = 0, why: str = "", high: int | None = None, high_why: str = "") -> int:
+    """``value`` as an int when it is an integer >= ``low`` (and <= ``high``, when given); anything
+    else (a float, a bool, a string, a number out of bounds) is a ValueError naming ``name``, with
+    ``why`` (or ``high_why``) after the bound it broke."""
     if not is_int(value) or value < low:
         bound = {0: "a non-negative integer (0, 1, 2, ...)", 1: "a positive integer"}.get(low, f"an integer >= {low}")
         raise ValueError(f"{name} must be {bound}{why}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be at most {high}{high_why}, got {value!r}")
     return int(value)
+
+
+def check_subjects(n: Any, name: str = "n_subjects", *, low: int = MIN_SUBJECTS) -> int:
+    """``n`` as an int when it is a count of generated subjects from ``low`` (default: enough for a
+    split) to :data:`MAX_SUBJECTS`; otherwise a ValueError naming ``name``."""
+    why = " (one training, one validation and one test subject)" if low == MIN_SUBJECTS else ""
+    return check_int(n, name, low=low, why=why, high=MAX_SUBJECTS, high_why=_MAX_SUBJECTS_WHY)
 
 
 def check_seed(seed: Any, name: str = "seed") -> int:

@@ -4,7 +4,7 @@ Every method is a function ``run(data, split, config, folder)`` in the module of
 (:mod:`segreg_lite.supervised`, :mod:`segreg_lite.meanteacher`, :mod:`segreg_lite.unimatch`, :mod:`segreg_lite.registration`,
 :mod:`segreg_lite.joint`) that returns its test metrics (``dice``, ``hd``, ``hd95``, per-class
 lists; a joint method adds its round ``history``). ``folder`` is the run
-(:class:`segreg_lite.experiment.Run`): its seed, device, log, the pre-trained models that
+(:class:`segreg_lite.context.Run`): its seed, device, log, the pre-trained models that
 methods share and the checkpoint files of the run folder. A new method is one such function and
 one line in :data:`METHODS`; :func:`segreg_lite.experiment.run_experiment`, the CLI, the sweep
 and the chapters take their method lists from here.

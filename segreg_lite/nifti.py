@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from segreg_lite.data import Data
+from segreg_lite.container import Data
 from segreg_lite.io import atomic_path
 from segreg_lite.labels import NUM_CLASSES, SEG4_NAMES, check_image, check_labels, rescale_unit
 
@@ -49,11 +50,23 @@ def _size(n: float) -> str:
     raise AssertionError  # unreachable
 
 
-def check_nifti_header(path: str | os.PathLike, header, *, max_bytes: int | None = None) -> tuple[tuple[int, ...], np.dtype]:
+def _scaled_dtype(dtype: np.dtype, slope, inter) -> np.dtype:
+    """The dtype nibabel returns for data stored as ``dtype`` and scaled by ``slope``/``inter``
+    (None or 1/0: not scaled): int8 or int16 with a slope becomes float32 or float64, 8 times the
+    memory of int8 at most. Found by nibabel's own rule on one element, so it never disagrees."""
+    from nibabel.volumeutils import apply_read_scaling
+
+    return apply_read_scaling(np.zeros(1, dtype), slope, inter).dtype
+
+
+def check_nifti_header(path: str | os.PathLike, header, *, max_bytes: int | None = None,
+                       scaling: tuple | None = None) -> tuple[tuple[int, ...], np.dtype]:
     """Check a NIfTI ``header`` (of the file ``path``) before its data is read: every dimension at
-    least 1, a numeric data type, the data's size in memory at most ``max_bytes`` (default
-    :data:`MAX_NIFTI_BYTES`) and, for an uncompressed file, present in the file. Returns the
-    shape and the stored dtype; a ValueError naming the file says what is wrong."""
+    least 1, a numeric data type, the size of the array in memory (as it will be read: scaled by
+    ``scaling``, the ``(slope, inter)`` the reader applies, default the header's) at most
+    ``max_bytes`` (default :data:`MAX_NIFTI_BYTES`) and, for an uncompressed file, the data
+    present in the file. Returns the shape and the stored dtype; a ValueError naming the file
+    says what is wrong."""
     limit = MAX_NIFTI_BYTES if max_bytes is None else max_bytes
     shape = tuple(int(v) for v in header.get_data_shape())
     dtype = np.dtype(header.get_data_dtype())
@@ -63,12 +76,16 @@ def check_nifti_header(path: str | os.PathLike, header, *, max_bytes: int | None
     if dtype.kind not in "biuf" or dtype.fields is not None:
         raise ValueError(f"{path}: the header declares data of type {dtype} ({header.get_data_dtype()!r}); "
                          "images and labels must hold integers or floats")
-    slope, inter = header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None)
-    scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
-    itemsize = max(dtype.itemsize, 8 if scaled else 0)  # nibabel scales into float64
-    declared = float(np.prod(shape, dtype=np.float64)) * itemsize
+    # nibabel moves the scaling out of a loaded header (scl_slope reads nan there) into img.dataobj,
+    # so the reader passes it: without it, int8 data with a slope (a 1 MB .nii.gz) went by its
+    # stored size and became a float64 array 8 times larger, a 2.5 GB peak.
+    if scaling is None:
+        scaling = header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None)
+    out = _scaled_dtype(dtype, *scaling)
+    declared = float(np.prod(shape, dtype=np.float64)) * out.itemsize
     if declared > limit:
-        raise ValueError(f"{path}: the header declares a {dims} {dtype} image, {_size(declared)} in memory, over the "
+        kind = f"{dtype} image" + (f" scaled to {out}" if out != dtype else "")
+        raise ValueError(f"{path}: the header declares a {dims} {kind}, {_size(declared)} in memory, over the "
                          f"limit of {_size(limit)} (segreg_lite.nifti.MAX_NIFTI_BYTES; raise it for larger volumes)")
     if not str(path).endswith(".gz"):
         offset = int(header.get_data_offset()) if hasattr(header, "get_data_offset") else 0
@@ -93,7 +110,8 @@ def read_nifti_array(path: str | os.PathLike) -> np.ndarray:
         img = nib.load(str(path), mmap=False)  # reads the header only
     except Exception as err:  # nibabel raises several types; the user needs the file name
         raise ValueError(f"{path}: not a readable NIfTI file ({_reason(err)})") from None
-    check_nifti_header(path, img.header)
+    proxy = img.dataobj
+    check_nifti_header(path, img.header, scaling=(getattr(proxy, "slope", None), getattr(proxy, "inter", None)))
     try:
         arr = np.asarray(img.dataobj)
     except Exception as err:
@@ -133,6 +151,13 @@ def _pair_files(folder: Path, image_pattern: str, label_suffix: tuple[str, str])
     img_tag, lab_tag = label_suffix
     if not img_tag or not lab_tag or img_tag == lab_tag:
         raise ValueError(f"label_suffix must be two different non-empty strings, got {label_suffix!r}")
+    # A link that leads nowhere (its target gone, or a loop of links) is not a file: say so, by
+    # name, rather than leave its pair out without a word.
+    broken = sorted(p.name for p in folder.iterdir() if p.is_symlink() and not p.exists() and _split_nifti_name(p.name))
+    if broken:
+        warnings.warn(f"{folder}: {len(broken)} NIfTI file(s) are symbolic links that lead nowhere (a missing target or "
+                      f"a loop of links), read as absent, so their pairs are left out: {', '.join(broken[:8])}"
+                      f"{' and more' if len(broken) > 8 else ''}; fix or remove the links", stacklevel=3)
     images = sorted(p for p in folder.glob(image_pattern) if p.is_file())
     if not images:
         raise FileNotFoundError(f"no files in {folder} match the pattern {image_pattern!r}")
@@ -205,14 +230,17 @@ def load_nifti_folder(folder: str | os.PathLike, *, image_pattern: str = "*_imag
             cuts = [(case, img, lab)]
         else:
             if slice_axis is None:
-                raise ValueError(f"{img_path} is a 3D volume {img.shape}; "
-                                 f"pass slice_axis=0, 1 or 2 to cut it into 2D slices")
+                raise ValueError(f"{img_path} is a 3D volume {img.shape}: cut it into 2D slices along an axis, 0, 1 "
+                                 f"or 2, in Python (load_nifti_folder(folder, slice_axis=2)); segreg-lite run --data "
+                                 f"takes 2D slices, so for the command line write them out first with "
+                                 f"save_nifti_folder(new_folder, data.images, data.labels) and pass --data new_folder")
             vol, vlab = np.moveaxis(img, slice_axis, 0), np.moveaxis(lab, slice_axis, 0)  # (S, H, W)
             if slices is None:
                 idx = [k for k in range(len(vlab)) if vlab[k].any()]
                 if not idx:
-                    raise ValueError(f"{lab_path}: no slice along axis {slice_axis} has foreground; "
-                                     f"pass slices=[...]")
+                    raise ValueError(f"{lab_path}: no slice along axis {slice_axis} has foreground (the label is all "
+                                     f"background); give it labels, or pick slices in Python: "
+                                     f"load_nifti_folder(folder, slice_axis={slice_axis}, slices=[...])")
             else:
                 idx = [int(k) for k in slices]
                 bad = [k for k in idx if not 0 <= k < len(vol)]

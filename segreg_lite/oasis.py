@@ -35,7 +35,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
-from segreg_lite.data import Data
+from segreg_lite.container import Data
 from segreg_lite.io import read_json, write_json
 from segreg_lite.labels import SEG4_NAMES, check_image, check_labels, rescale_unit
 from segreg_lite.nifti import read_nifti_array
@@ -87,6 +87,8 @@ def _check_members(tf: tarfile.TarFile, archive: Path, target: Path) -> int:
     returns the number of subjects (folders with a slice_norm image)."""
     root = os.path.abspath(target)
     parts_seen: dict[tuple[str, ...], set[str]] = {}
+    files: dict[tuple[str, ...], str] = {}  # a file's path -> its member name
+    folders: dict[tuple[str, ...], str] = {}  # a folder's path (named, or implied by what lies below) -> a member
     for m in tf.getmembers():
         dest = os.path.normpath(os.path.join(root, m.name))
         if os.path.isabs(m.name) or os.path.commonpath([root, dest]) != root:
@@ -94,8 +96,18 @@ def _check_members(tf: tarfile.TarFile, archive: Path, target: Path) -> int:
         if not (m.isfile() or m.isdir()):
             raise ValueError(f"{archive}: archive member '{m.name}' is a link or device; refusing to extract")
         parts = tuple(p for p in PurePosixPath(m.name).parts if p != ".")
+        (files if m.isfile() else folders).setdefault(parts, m.name)
+        for i in range(1, len(parts)):
+            folders.setdefault(parts[:i], m.name)
         if m.isfile() and len(parts) >= 2 and fnmatch.fnmatch(parts[-2], SUBJECT_GLOB):
             parts_seen.setdefault(parts[:-1], set()).add(parts[-1])
+    # A file and a folder of one name cannot both be extracted (it failed as "File exists").
+    both = sorted(files.keys() & folders.keys())
+    if both:
+        name = "/".join(both[0])
+        raise ValueError(f"{archive}: archive member '{name}' is both a file and a folder ('{files[both[0]]}' and "
+                         f"'{folders[both[0]]}'); the archive is damaged or not the OASIS download: delete it and "
+                         f"download again")
     # tarfile stops quietly at a torn header, so a cut download would list fewer members without
     # error; a complete tar ends with a zero block right after its last member.
     tf.fileobj.seek(tf.offset)

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from segreg_lite.io import read_json
-from segreg_lite.limits import is_number
 from segreg_lite.methods import METHODS
+from segreg_lite.resultfiles import check_method_result, check_results  # noqa: F401 (re-exported: their home before)
 
 
 def results_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -67,57 +67,6 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def check_method_result(entry: Any, where: str, n_classes: int | None = None) -> None:
-    """Raise a one-line ValueError beginning with ``where`` (the file, and the method) unless
-    ``entry`` is a method's results entry: ``metrics`` with numeric ``dice``, ``hd``, ``hd95``,
-    ``seconds`` and ``dice_per_class`` (``n_classes`` numbers when given), an optional numeric
-    ``folding`` and, for a joint method, a ``history`` of rounds with a numeric ``test_dice``.
-    Checked when a file is read, so that a hand-edited or truncated file is named as such
-    instead of failing later as a KeyError or a format error that names no file."""
-    metrics = entry.get("metrics") if isinstance(entry, dict) else None
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{where}: no 'metrics' table")
-    for key in ("dice", "hd", "hd95", "seconds", *(["folding"] if "folding" in metrics else [])):
-        if not is_number(metrics.get(key)):
-            raise ValueError(f"{where}: metrics {key!r} must be a number, got {metrics.get(key, 'nothing')!r}")
-    per_class = metrics.get("dice_per_class")
-    if not isinstance(per_class, list) or not all(is_number(v) for v in per_class) \
-            or (n_classes is not None and len(per_class) != n_classes):
-        need = f"a list of {n_classes} numbers" if n_classes is not None else "a list of numbers"
-        raise ValueError(f"{where}: metrics 'dice_per_class' must be {need}, got {per_class!r}")
-    history = entry.get("history")
-    if history is not None and not (isinstance(history, list)
-                                    and all(isinstance(h, dict) and is_number(h.get("test_dice")) for h in history)):
-        raise ValueError(f"{where}: 'history' must be a list of rounds, each with a numeric 'test_dice'")
-
-
-def check_results(held: Any, path: str | Path) -> dict[str, Any]:
-    """``held`` (read from the results file ``path``) if it has the shape and types that
-    :func:`run_experiment <segreg_lite.experiment.run_experiment>` writes; otherwise a one-line
-    ValueError naming the file, what is wrong and the remedy."""
-    why = "; run that run again (the same segreg-lite run command) to rewrite it, or leave that folder out"
-    missing = [k for k in ("data", "preset", "fraction", "seed", "label_names", "methods") if not isinstance(held, dict) or k not in held]
-    if missing:
-        raise ValueError(f"{path}: not a segreg-lite results file (no {', '.join(missing)})")
-    types = {"data": (str, "a string"), "preset": (str, "a string"), "methods": (dict, "a table of methods")}
-    for key, (kind, what) in types.items():
-        if not isinstance(held[key], kind):
-            raise ValueError(f"{path}: damaged results file: {key!r} must be {what}, got {held[key]!r}{why}")
-    if not is_number(held["fraction"]):
-        raise ValueError(f"{path}: damaged results file: 'fraction' must be a number, got {held['fraction']!r}{why}")
-    if not isinstance(held["seed"], int) or isinstance(held["seed"], bool):
-        raise ValueError(f"{path}: damaged results file: 'seed' must be an integer, got {held['seed']!r}{why}")
-    names = held["label_names"]
-    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"{path}: damaged results file: 'label_names' must be a list of class names, got {names!r}{why}")
-    for name, entry in held["methods"].items():
-        try:
-            check_method_result(entry, f"{path}: damaged results file: method {name!r}", len(names) - 1)
-        except ValueError as err:
-            raise ValueError(f"{err}{why}") from None
-    return held
-
-
 #: What the runs summarised together must share besides their config: seeds aside, they must
 #: be one experiment (a mean over other data or another fraction is a mean of nothing).
 SAME = ("data", "data_sha256", "label_names", "preset", "fraction")
@@ -157,13 +106,19 @@ def run_differences(summary: dict[str, Any], first: dict[str, Any], shown: int =
 def load_results(folders: Sequence[str | Path]) -> list[dict[str, Any]]:
     """The ``results.json`` of each run folder, checked (:func:`check_results`) and checked to be
     comparable: the same data, fraction, preset and config (so never a smoke run with a full
-    one, nor runs of other round counts); seeds may differ, and a seed twice is an error."""
+    one, nor runs of other round counts); seeds may differ, and a seed twice is an error. A file
+    whose SHA-256 is not the one its folder's manifest records (edited since) is refused, named."""
+    from segreg_lite.runfolder import changed_since_written
+
     summaries = []
     for folder in folders:
         path = Path(folder) / "results.json"
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: is {folder} a finished segreg-lite run folder?")
         summaries.append(check_results(read_json(path, "results file"), path))
+        changed = changed_since_written(folder, "results.json")  # well-formed, but not as the run wrote it (a Dice edited by hand)
+        if changed:
+            raise ValueError(f"{changed}; run the same `segreg-lite run` into {folder} again to write it afresh")
     if not summaries:
         raise ValueError("no run folder given")
     first = summaries[0]

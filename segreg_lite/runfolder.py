@@ -4,7 +4,7 @@ After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and
 (arXiv 2502.03229, ISBI 2025), whose rounds a run folder lets us resume. Layout::
 
     run.json           what the run is: data, split, config, seed, preset, segreg-lite version
-    manifest.json      every file segreg-lite wrote here, with the fingerprint it was written under
+    manifest.json      every file segreg-lite wrote here, with the fingerprint it was written under and its SHA-256
     methods/<m>.json   each finished method's results, carrying its fingerprint
     checkpoints/*.pt   pre-trained models and joint runs (one file each, rewritten per round)
     results.json, results.csv
@@ -24,8 +24,11 @@ What :class:`RunFolder` guarantees:
   open file cannot be deleted anyway). It is opened without following a symbolic link and must
   be a plain file with one name, so a planted link never makes a run write its pid elsewhere.
 - **Nothing stale is read back as done.** A result or checkpoint carries the :func:`fingerprint`
-  of what made it (data, split, config, seed, method, package version); :meth:`RunFolder.read_result`
-  returns it only when the fingerprint matches, and otherwise says what differs.
+  of what made it (data, split, config, seed, method, the package's code (:func:`code_digest`)
+  and version); :meth:`RunFolder.read_result` returns it only when the fingerprint matches, and
+  otherwise says what differs. The manifest also records the SHA-256 of every file as written
+  (a checkpoint's once it is saved, :meth:`RunFolder.seal`): a result or checkpoint changed
+  since (a Dice edited by hand, a damaged copy) is named and computed again, never reused.
 - **Only its own files are deleted or overwritten.** ``overwrite`` removes the files listed in
   the manifest (each listed *before* it is written, so a killed write can never leave an
   unlisted file) and refuses, naming them, when the folder holds anything else; a write onto a
@@ -38,6 +41,8 @@ What :class:`RunFolder` guarantees:
 """
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import itertools
 import json
@@ -49,8 +54,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from segreg_lite import __version__
-from segreg_lite.io import read_json, temp_target, write_json, write_text
-from segreg_lite.report import check_method_result
+from segreg_lite.io import json_bytes, read_json, temp_target, write_bytes
+from segreg_lite.resultfiles import check_method_result
 
 try:  # POSIX; on Windows the lock falls back to msvcrt
     import fcntl
@@ -67,7 +72,7 @@ _LEGACY = (RUN, "results.json", "results.csv", f"{METHODS_DIR}/*.json", f"{CHECK
 #: (``segreg-lite sweep`` has no ``--overwrite``) put their own in its place.
 OVERWRITE = "pass overwrite=True (--overwrite)"
 #: The fingerprint's parts, in the order a difference is reported.
-FINGERPRINT_KEYS = ("data", "split", "config", "seed", "method", "segreg_lite")
+FINGERPRINT_KEYS = ("data", "split", "config", "seed", "method", "code", "segreg_lite")
 
 
 class RunFolderError(ValueError):
@@ -103,11 +108,59 @@ def data_digest(images: Any, labels: Any, label_names: Sequence[str], subjects: 
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def code_digest() -> str:
+    """A SHA-256 of this package's Python source (:func:`source_digest` of ``segreg_lite/``),
+    computed once per process: the code identity in every :func:`fingerprint`, so results made
+    by changed code are computed again rather than read back."""
+    return source_digest(Path(__file__).resolve().parent)
+
+
+def source_digest(root: Path) -> str:
+    """A SHA-256 of the Python files below ``root`` (``**/*.py``; not those under ``data/``, the
+    shipped data files). Each module counts as its syntax tree (``ast.dump``) without
+    docstrings, so comments, docstrings and formatting may change without changing it; a module
+    that does not parse counts by its bytes."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("data/"):
+            continue
+        source = path.read_bytes()
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            text = source
+        else:
+            for node in ast.walk(tree):
+                body = getattr(node, "body", None)
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body \
+                        and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                        and isinstance(body[0].value.value, str):
+                    node.body = body[1:]
+            text = ast.dump(tree).encode()
+        h.update(f"{rel}\0{len(text)}\0".encode())
+        h.update(text)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str | None:
+    """The SHA-256 of the file at ``path`` (hex), None if it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
 def fingerprint(*, data: str, split: dict[str, Any], config: dict[str, Any], seed: int, method: str) -> dict[str, Any]:
     """What made a result or checkpoint: the data digest, digests of the split and config dicts,
-    the seed, the method and this package's version."""
+    the seed, the method, the package's code (:func:`code_digest`) and its version."""
     return {"data": data[:16], "split": digest(split), "config": digest(config), "seed": int(seed),
-            "method": method, "segreg_lite": __version__}
+            "method": method, "code": code_digest()[:16], "segreg_lite": __version__}
 
 
 def differences(saved: Any, expected: dict[str, Any]) -> list[str]:
@@ -119,7 +172,8 @@ def differences(saved: Any, expected: dict[str, Any]) -> list[str]:
     for key in FINGERPRINT_KEYS:
         if saved.get(key) != expected.get(key):
             shown = key in ("seed", "method", "segreg_lite")  # the others are digests, meaningless to print
-            out.append(f"{key} ({saved.get(key)!r} vs {expected.get(key)!r})" if shown else key)
+            out.append(f"{key} ({saved.get(key)!r} vs {expected.get(key)!r})" if shown else
+                       "code (segreg-lite's source changed since)" if key == "code" else key)
     return out
 
 
@@ -140,6 +194,7 @@ class RunFolder:
         self._folder_fd: int | None = None
         self._created = False
         self._files: dict[str, Any] = {}
+        self._sha: dict[str, str] = {}  # the SHA-256 of each listed file as written (see seal)
         self._legacy = False  # a run written before manifests: ours by its run.json (see ours)
         #: Temporary files of killed writes removed when the lock was taken (relative paths).
         self.removed_temp: list[str] = []
@@ -160,7 +215,7 @@ class RunFolder:
         self._make_folder()
         try:
             self._lock()
-            self._files = self._read_manifest()
+            self._files, self._sha = self._read_manifest()
             self._legacy = not self._files and self._legacy_run()
             self.removed_temp = self._remove_temp_files()
         except BaseException:
@@ -220,6 +275,8 @@ class RunFolder:
         otherwise have the run write its process id into someone else's file."""
         path = self.path / LOCK
         why = f"{path} is a symbolic link, not segreg-lite's lock file: remove it (segreg-lite never follows it) or choose another output folder"
+        not_ours = (f"{path} is not segreg-lite's lock file (not a plain file, or a link to another file): "
+                    "remove it or choose another output folder")
         if path.is_symlink():
             raise RunFolderError(why)
         try:
@@ -229,12 +286,13 @@ class RunFolder:
         except OSError as err:
             if path.is_symlink():  # planted between the check and the open (ELOOP)
                 raise RunFolderError(why) from None
+            if path.is_dir():  # EISDIR
+                raise RunFolderError(not_ours) from None
             raise RunFolderError(f"cannot write in {self.path}: {err.strerror or err}") from None
         held = os.fstat(fd)
         if not stat.S_ISREG(held.st_mode) or held.st_nlink > 1:
             os.close(fd)
-            raise RunFolderError(f"{path} is not segreg-lite's lock file (not a plain file, or a link to another file): "
-                                 "remove it or choose another output folder")
+            raise RunFolderError(not_ours)
         return fd
 
     def _require_lock(self) -> None:
@@ -266,41 +324,92 @@ class RunFolder:
                         removed.append(p.relative_to(self.path).as_posix())
         return removed
 
-    def _read_manifest(self) -> dict[str, Any]:
+    def _read_manifest(self) -> tuple[dict[str, Any], dict[str, str]]:
+        """The manifest's files (relative path -> fingerprint) and their SHA-256 digests."""
         path = self.path / MANIFEST
         if not path.exists():
-            return {}
-        held = read_json(path, "segreg-lite manifest")
+            return {}, {}
+        # Without its list, no file here can be told ours: nothing is removed, not even by overwrite.
+        remedy = (f"segreg-lite no longer knows which files here it wrote, so it removes none: move away what is "
+                  f"yours and delete {self.path}, or choose another output folder")
+        try:
+            held = read_json(path, "segreg-lite manifest")
+        except ValueError as err:
+            raise RunFolderError(f"{err}; {remedy}") from None
         if not isinstance(held, dict) or not isinstance(held.get("files"), dict):
-            raise RunFolderError(f"{path}: damaged segreg-lite manifest (no 'files' table)")
-        return dict(held["files"])
+            raise RunFolderError(f"{path}: damaged segreg-lite manifest (no 'files' table); {remedy}")
+        sha = held.get("sha256", {})
+        if not isinstance(sha, dict) or not all(isinstance(v, str) for v in sha.values()):
+            raise RunFolderError(f"{path}: damaged segreg-lite manifest ('sha256' is not a table of digests); {remedy}")
+        return dict(held["files"]), dict(sha)
 
-    def _record(self, rel: str, fp: Any) -> None:
-        """List ``rel`` in the manifest *before* it is written: a write killed half-way then
-        leaves a listed file that may not exist, never an unlisted one. A file already there
-        that segreg-lite did not write is refused, not overwritten."""
+    def _record(self, rel: str, fp: Any, sha: str | None = None) -> None:
+        """List ``rel`` in the manifest *before* it is written, with ``sha``, the SHA-256 of what
+        is about to be written (None when it is not known yet: a checkpoint's is recorded by
+        :meth:`seal` once saved). A write killed half-way then leaves a listed file that may not
+        exist or may not match its digest, never an unlisted one. A file already there that
+        segreg-lite did not write is refused, not overwritten."""
         self._require_lock()
         if rel not in self.ours() and os.path.lexists(self.path / rel):
             raise RunFolderError(f"{self.path / rel} was not written by segreg-lite into this folder (not in {MANIFEST}); "
                                  "move it away or choose another output folder")
+        before = (rel in self._files, self._files.get(rel), self._sha.get(rel))
         if rel not in self._files or self._files[rel] != fp:
             self._files[rel] = fp
-            write_json(self.path / MANIFEST, {"format": "segreg-lite-manifest", "files": self._files})
+            self._sha.pop(rel, None)  # a digest of what another fingerprint made vouches for nothing now
+        if sha is not None:
+            self._sha[rel] = sha
+        if (True, fp, self._sha.get(rel)) != before:
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        write_bytes(self.path / MANIFEST, json_bytes({"format": "segreg-lite-manifest", "files": self._files,
+                                                      "sha256": self._sha}))
 
     def write_json(self, rel: str, obj: Any, fp: Any = None) -> Path:
-        """Write ``obj`` to ``rel`` (relative to the folder), atomically and listed in the manifest."""
-        self._record(rel, fp)
-        return write_json(self.path / rel, obj)
+        """Write ``obj`` to ``rel`` (relative to the folder), atomically and listed in the manifest
+        with its SHA-256."""
+        return self._write_bytes(rel, json_bytes(obj), fp)
 
     def write_text(self, rel: str, text: str) -> Path:
-        self._record(rel, None)
-        return write_text(self.path / rel, text)
+        return self._write_bytes(rel, text.encode("utf-8"), None)
+
+    def _write_bytes(self, rel: str, data: bytes, fp: Any) -> Path:
+        self._record(rel, fp, hashlib.sha256(data).hexdigest())
+        return write_bytes(self.path / rel, data)
 
     def claim(self, path: Path, fp: Any) -> Path:
-        """List a file that another writer is about to write here (a checkpoint) under ``fp``."""
+        """List a file that another writer is about to write here (a checkpoint) under ``fp``;
+        once written, :meth:`seal` records its digest."""
         self._record(path.relative_to(self.path).as_posix(), fp)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    def seal(self, path: Path) -> None:
+        """Record the SHA-256 of the claimed file ``path`` as it is now, just written (a checkpoint,
+        after each save): until then it cannot be vouched for, and is not resumed from."""
+        self._require_lock()
+        rel = path.relative_to(self.path).as_posix()
+        if rel not in self._files:
+            raise RuntimeError(f"RunFolder.seal: {rel} was not claimed")
+        sha = file_sha256(path)
+        if sha is not None and self._sha.get(rel) != sha:
+            self._sha[rel] = sha
+            self._write_manifest()
+
+    def changed(self, rel: str, sha: dict[str, str] | None = None) -> str:
+        """Why the listed file ``rel`` is not, byte for byte, what segreg-lite wrote ("" if it is):
+        its SHA-256 differs from the manifest's, or none was recorded (a write killed before its
+        digest was, or a folder written before digests existed). ``sha``: the digests to check
+        against (default this folder's, as read when the lock was taken)."""
+        want = (self._sha if sha is None else sha).get(rel)
+        path = self.path / rel
+        if want is None:
+            return f"{path} has no SHA-256 in {MANIFEST} (its write was cut short, or an older segreg-lite wrote it)"
+        if file_sha256(path) != want:
+            return (f"{path} was changed after segreg-lite wrote it (its SHA-256 is not the one {MANIFEST} records: "
+                    "edited by hand, or damaged)")
+        return ""
 
     def ours(self) -> set[str]:
         """Relative paths of the files segreg-lite wrote here (present or not)."""
@@ -337,7 +446,7 @@ class RunFolder:
         for d in (METHODS_DIR, CHECKPOINTS_DIR):
             if (self.path / d).is_dir() and not any((self.path / d).iterdir()):
                 (self.path / d).rmdir()
-        self._files, self._legacy = {}, False
+        self._files, self._sha, self._legacy = {}, {}, False
 
     # -- the run ------------------------------------------------------------------------------
     def read_run(self) -> dict[str, Any] | None:
@@ -389,8 +498,9 @@ class RunFolder:
 
     def read_result(self, name: str, expected: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """``(result, "")`` when ``methods/<name>.json`` holds a result made under the
-        ``expected`` fingerprint and the shape of a result (:func:`segreg_lite.report.check_method_result`);
-        ``(None, why)`` otherwise (``why`` is empty if there is no file)."""
+        ``expected`` fingerprint, unchanged since it was written (its SHA-256 is the manifest's) and
+        the shape of a result (:func:`segreg_lite.report.check_method_result`); ``(None, why)``
+        otherwise (``why`` is empty if there is no file)."""
         path = self.method_path(name)
         if not path.exists():
             return None, ""
@@ -401,6 +511,13 @@ class RunFolder:
         diff = differences(held.get("fingerprint") if isinstance(held, dict) else None, expected)
         if diff:
             return None, f"{path} was made by another run (differs in {', '.join(diff)})"
+        try:  # without the lock (experiment.finished), the manifest as it is now
+            sha = self._sha if self._fd is not None else self._read_manifest()[1]
+        except RunFolderError as err:
+            return None, str(err)
+        changed = self.changed(path.relative_to(self.path).as_posix(), sha)
+        if changed:
+            return None, changed
         try:  # a hand-edited result would otherwise be written into results.json, then fail there
             check_method_result(held, f"{path}: damaged method result")
         except ValueError as err:
@@ -415,20 +532,37 @@ class RunFolder:
 
     def stale_checkpoint(self, name: str, expected: dict[str, Any]) -> str:
         """Why ``checkpoints/<name>.pt`` cannot be resumed under ``expected`` ("" if it can or if
-        it is absent). A stale file that segreg-lite wrote is removed (it is recomputed); one
-        not in the manifest is a RunFolderError, since it is not ours to delete."""
+        it is absent). A stale file that segreg-lite wrote (another fingerprint, or changed since
+        it was sealed) is removed (it is recomputed); one not in the manifest is a
+        RunFolderError, since it is not ours to delete."""
         path = self.checkpoint_path(name)
         rel = path.relative_to(self.path).as_posix()
         if not path.exists():
             return ""
-        if rel not in self._files:
+        if rel not in self.ours():
             raise RunFolderError(f"{path} was not written by segreg-lite into this folder (not in {MANIFEST}); "
                                  "move it away or choose another output folder")
-        diff = differences(self._files[rel], expected)
-        if not diff:
+        diff = differences(self._files.get(rel), expected)  # none recorded in a folder that lost its manifest
+        why = f"{path} was made by another run (differs in {', '.join(diff)})" if diff else self.changed(rel)
+        if not why:
             return ""
         path.unlink()
-        return f"{path} was made by another run (differs in {', '.join(diff)}); removed, computing again"
+        return f"{why}; removed, computing again"
+
+
+def changed_since_written(folder: str | os.PathLike, rel: str) -> str:
+    """Why the file ``rel`` of the run folder ``folder`` (``results.json``, a checkpoint) is not
+    what segreg-lite wrote there, by the folder's manifest, read without taking the lock: its
+    SHA-256 differs, or the manifest is damaged; "" when it matches, or when no manifest records
+    a digest of it (exported results, folders of an older segreg-lite)."""
+    run = RunFolder(folder)
+    if not (run.path / MANIFEST).is_file():
+        return ""
+    try:
+        sha = run._read_manifest()[1]
+    except RunFolderError as err:
+        return str(err)
+    return run.changed(rel, sha) if rel in sha else ""
 
 
 def make_folder(path: str | os.PathLike, *, probe: bool = False) -> bool:

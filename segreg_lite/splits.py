@@ -21,12 +21,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from segreg_lite.io import write_json
-from segreg_lite.limits import check_fraction, check_seed, is_int, is_number
+from segreg_lite.limits import MIN_SUBJECTS, check_fraction, check_seed, is_int, is_number
 
 #: The paper's annotated fractions (the upper bound, every training image annotated, is fraction 1).
 FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5)
-#: The fewest subjects a split takes: one training, one validation and one test subject.
-MIN_SUBJECTS = 3
 
 #: The fewest training and test subjects whose results mean something: below that, a mean
 #: test Dice is one subject's, and one training image is all there is to learn from. Fewer

@@ -7,29 +7,30 @@ After Li et al. (arXiv 2502.03229), whose comparison runs every method at 1%, 5%
 interrupted one (method by method, joint round by round). The 100%-label upper bound does not
 depend on the fraction, so it runs once per seed, in ``full-s<seed>`` at fraction 1.
 
-:func:`run_sweep` runs the plan, :func:`collect_sweep` reads whatever the root holds (the results
-chapter and ``segreg-lite sweep``), grouped by fraction; its tables are
-:mod:`segreg_lite.report`'s. The finished 128x128 sweep ships with the package under
+:func:`run_sweep` runs the plan, here, in a process pool or as submitit jobs (local processes or
+a Slurm job array: :mod:`segreg_lite.jobs`, ``executor``); :func:`collect_sweep` reads whatever
+the root holds (the results chapter and ``segreg-lite sweep``), grouped by fraction; its tables
+are :mod:`segreg_lite.report`'s. The finished 128x128 sweep ships with the package under
 :data:`SHIPPED_RESULTS`, which the results chapter reads unless told to recompute.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import torch
+from typing import Any, Callable, Mapping, Sequence
 
 from segreg_lite.config import TrainConfig
 from segreg_lite.data import Data
-from segreg_lite.experiment import check_seed, finished, run_experiment
-from segreg_lite.limits import check_fraction, check_int
-from segreg_lite.methods import check_methods
-from segreg_lite.report import check_results, load_results
-from segreg_lite.runfolder import METHODS_DIR, OVERWRITE, RunFolderError
-from segreg_lite.splits import FRACTIONS
 from segreg_lite.io import read_json
+from segreg_lite.jobs import LOGS, SWEEP_REMEDY, SweepRun, check_executor, run_jobs, run_one
+from segreg_lite.limits import check_fraction, check_int, check_seed
+from segreg_lite.methods import check_methods
+from segreg_lite.report import load_results
+from segreg_lite.resultfiles import check_results
+from segreg_lite.splits import FRACTIONS
+
+__all__ = ["SHIPPED_RESULTS", "SWEEP_FRACTIONS", "SWEEP_METHODS", "SWEEP_REMEDY", "SweepRun", "UPPER", "collect_sweep",
+           "plan_sweep", "run_sweep"]  # SweepRun and SWEEP_REMEDY live in segreg_lite.jobs
 
 #: What a sweep runs unless told otherwise: the paper's fractions but 50%, which a 2-core CPU
 #: cannot add within the sweep's two hours (``fractions=FRACTIONS`` runs it too).
@@ -44,28 +45,7 @@ UPPER = "upper_bound"
 #: longer-schedule check) and ``main`` (the README's ``make main`` run), each the ``results.json``
 #: and ``results.csv`` of its run folders plus an ``export.json`` saying where they came from and
 #: how long they took. ``scripts/export_results.py`` writes them; :func:`collect_sweep` reads them.
-#: What a sweep's refusal of a run folder holding another run suggests instead of ``--overwrite``.
-SWEEP_REMEDY = "move that folder away (segreg-lite sweep has no --overwrite and never removes a run)"
 SHIPPED_RESULTS = Path(__file__).resolve().parent / "data" / "shipped_results"
-
-
-@dataclass(frozen=True)
-class SweepRun:
-    """One run of a sweep: its fraction, seed, methods and folder."""
-
-    fraction: float
-    seed: int
-    methods: tuple[str, ...]
-    folder: Path
-
-    def done(self, data: Data | None = None, *, preset: str = "sweep", config: TrainConfig | None = None,
-             smoke: bool = False) -> bool:
-        """Every method's results file is there; given ``data`` (and the sweep's ``preset`` or
-        ``config``), each also carries this run's fingerprint, so it would be read back as done."""
-        if data is None:
-            return all((self.folder / METHODS_DIR / f"{m}.json").exists() for m in self.methods)
-        return finished(data, self.folder, methods=self.methods, fraction=self.fraction, seed=self.seed,
-                        preset=preset, config=config, smoke=smoke)
 
 
 def plan_sweep(root: str | Path, fractions: Sequence[float] = SWEEP_FRACTIONS, seeds: Sequence[int] = (0, 1, 2),
@@ -104,6 +84,8 @@ def run_sweep(
     smoke: bool = False,
     device: str = "auto",
     jobs: int = 1,
+    executor: str = "pool",
+    slurm: str | Mapping[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = lambda msg: None,
 ) -> list[dict[str, Any]]:
@@ -111,62 +93,47 @@ def run_sweep(
 
     Runs already finished are read back, not trained again; a folder holding a run with other
     settings is an error (from :func:`run_experiment`), never overwritten. ``config`` overrides
-    ``preset`` for every run; ``smoke`` shrinks its schedules. ``jobs`` > 1 runs that many runs at once in worker processes, each
-    with an equal share of torch's CPU threads (on a small CPU, two one-thread workers get more
-    done than one two-thread process; results then differ from a one-job sweep in the last
-    digits, as any change of thread count does).
+    ``preset`` for every run; ``smoke`` shrinks its schedules. ``executor`` says where the runs
+    not finished yet run (:mod:`segreg_lite.jobs`): ``pool`` (the default), ``jobs`` > 1 runs
+    that many at once in worker processes, each with an equal share of torch's CPU threads (on a
+    small CPU, two one-thread workers get more done than one two-thread process; results then
+    differ from a one-job sweep in the last digits, as any change of thread count does);
+    ``local``, submitit jobs on this machine, ``jobs`` at a time; ``slurm``, a Slurm job array
+    (``slurm``: its options, :func:`segreg_lite.jobs.slurm_options`), which this call waits for;
+    ``debug``, submitit's in-process executor. A submitit job makes its data again from
+    ``data.recipe`` (data from :func:`segreg_lite.data.load_data`), and its logs go to
+    ``root/.submitit``.
     """
     plan = plan_sweep(root, fractions, seeds, methods)
     jobs = check_int(jobs, "jobs", low=1)
+    slurm = check_executor(executor, slurm, jobs=jobs, device=device)
     finished_runs = {r.folder for r in plan if r.done(data, preset=preset, config=config, smoke=smoke)}
     todo = [r for r in plan if r.folder not in finished_runs]
+    how = {"pool": f" in {jobs} worker processes" if jobs > 1 and len(todo) > 1 else "",
+           "local": f" as local submitit jobs, {min(jobs, len(todo))} at a time", "slurm": " as a Slurm job array",
+           "debug": " through submitit's in-process executor"}[executor]
     log(f"sweep: {len(plan)} runs under {root}, {len(plan) - len(todo)} finished earlier, {len(todo)} to run"
-        f"{f' in {jobs} worker processes' if jobs > 1 and len(todo) > 1 else ''}")
+        f"{how if todo else ''}")
     kw = dict(preset=preset, config=config, smoke=smoke, device=device)
     start = time.perf_counter()
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        threads = max(1, torch.get_num_threads() // jobs)
-        ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=ctx, initializer=torch.set_num_threads,
-                                 initargs=(threads,)) as pool:
-            futures = {pool.submit(_run_one, data, run, kw): run for run in todo}
-            try:
-                for done, future in enumerate(as_completed(futures), 1):
-                    run = futures[future]
-                    future.result()  # a failed run stops the sweep with its error
-                    log(f"[{done}/{len(todo)}] fraction {run.fraction:g}, seed {run.seed}: done "
-                        f"({(time.perf_counter() - start) / 60:.1f} min so far)")
-            except BaseException:
-                for future in futures:
-                    future.cancel()  # runs not started yet; leaving the block waits for the running ones
-                raise
+    run_jobs(data, todo, kw, executor=executor, jobs=jobs, slurm=slurm, logs=Path(root) / LOGS, log=log)
+    if executor != "pool":
+        kw["device"] = "cpu"  # the jobs ran them; here they are only read back (on a login node too)
     summaries = []
     for i, run in enumerate(plan, 1):
         label = f"[{i}/{len(plan)}] fraction {run.fraction:g}, seed {run.seed}"
         done = run.folder in finished_runs or run.done(data, preset=preset, config=config, smoke=smoke)  # or by a worker
+        if not done and executor != "pool":  # a job ended without finishing it: never trained here instead
+            raise ValueError(f"{run.folder}: its job ended, but the folder holds no finished run of this sweep (its code "
+                             "or settings changed since it started?); run the sweep again to resume it")
         log(f"{label}: finished, read from {run.folder}" if done else f"{label}: {', '.join(run.methods)} ...")
         t0 = time.perf_counter()
-        summaries.append(_run_one(data, run, kw, progress=progress,
-                                  log=(lambda msg: None) if done else (lambda msg: log(f"  {msg}"))))
+        summaries.append(run_one(data, run, kw, progress=progress,
+                                 log=(lambda msg: None) if done else (lambda msg: log(f"  {msg}"))))
         if time.perf_counter() - t0 > 1:
             log(f"{label}: done in {(time.perf_counter() - t0) / 60:.1f} min "
                 f"({(time.perf_counter() - start) / 60:.1f} min so far)")
     return summaries
-
-
-def _run_one(data: Data, run: SweepRun, kw: dict[str, Any], progress: bool = False,
-             log: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
-    """One run of the plan (also the worker processes' task). A run folder's refusal offers the
-    sweep's remedy, not ``--overwrite``, which ``segreg-lite sweep`` does not have (a sweep never
-    removes a run's results)."""
-    try:
-        return run_experiment(data, run.folder, methods=run.methods, fraction=run.fraction, seed=run.seed,
-                              progress=progress, log=log, **kw)
-    except RunFolderError as err:
-        raise type(err)(str(err).replace(OVERWRITE, SWEEP_REMEDY)) from None
 
 
 def collect_sweep(root: str | Path, fractions: Sequence[float] | None = None,

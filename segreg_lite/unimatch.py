@@ -40,8 +40,8 @@ from segreg_lite.supervised import test_metrics
 from segreg_lite.train import as_device, autocast, fit, phase_seed, seed_everything
 
 if TYPE_CHECKING:
-    from segreg_lite.data import Data
-    from segreg_lite.experiment import Run
+    from segreg_lite.container import Data
+    from segreg_lite.context import Run
     from segreg_lite.splits import Split
 
 

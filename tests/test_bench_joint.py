@@ -71,3 +71,29 @@ def test_the_table_over_seeds_and_a_recomputed_as_run(tmp_path, capsys, monkeypa
     assert "Over seeds 0, 1" in out
     row = out.splitlines()[-1].split(" | ")
     assert row[0] == "strong_views=true,pair_share=0.25,appearance=none" and len(row[1].split(", ")) == 2
+
+
+def test_another_cohort_or_a_damaged_run_file_is_refused_in_one_line(tmp_path, monkeypatch, make_data, tiny_config):
+    # Issue 24: bench_joint ran a run's models on another cohort, and a damaged run.json was a traceback.
+    data = make_data()
+    run_experiment(data, tmp_path / "run", methods=["supervised_aug", "reg_only"], fraction=0.2, config=tiny_config,
+                   device="cpu", progress=False)
+    other = make_data()
+    other.images = other.images.flip(-1)  # as many subjects, other images: another cohort
+    monkeypatch.setattr(bench, "load_data", lambda *a, **k: other)
+    with pytest.raises(SystemExit, match=r"run was run on other data \(.*\) than these \(.*\): pass the run's --subjects"):
+        bench.main([str(tmp_path / "run"), "--subjects", str(len(data.images))])
+    run_json = tmp_path / "run" / "run.json"
+    spec = json.loads(run_json.read_text())
+    for text, said in (('{"split": ', "run.json: damaged run file: not valid JSON"),
+                       (json.dumps({k: v for k, v in spec.items() if k != "seed"}), "run.json: damaged run file (no 'seed' entry)"),
+                       (json.dumps({**spec, "seed": -2}), "run.json: damaged run file (seed must be a non-negative integer")):
+        run_json.write_text(text)
+        with pytest.raises(SystemExit) as err:
+            bench.load_run(tmp_path / "run")
+        message = str(err.value)
+        assert said in message and "make the run again" in message and "\n" not in message
+    # A run file edited by hand but still whole is refused by its digest, before it is believed.
+    run_json.write_text(json.dumps({**spec, "data_sha256": "0" * 64}))
+    with pytest.raises(SystemExit, match=r"run.json was changed after segreg-lite wrote it"):
+        bench.load_run(tmp_path / "run")

@@ -200,6 +200,15 @@ COHORT = ["cohort", "--subjects", "12", "--size", "32", "32"]
     ([*COHORT, "--seed", "-1"], "--seed must be a non-negative integer (0, 1, 2, ...), got -1"),
     ([*COHORT, "--subjects", "2"], "--subjects must be an integer >= 3 (one training, one validation and one test subject)"),
     ([*COHORT, "--size", "100000", "100000"], "--size must be multiples of 16 from 16 to 512"),
+    # Issue 24: --fraction 1 with the joint method failed only after the cohort was made; --subjects had no bound
+    ([*RUN, "--fraction", "1", "--methods", "joint"], "--fraction 1 annotates every training image, so joint would have "
+                                                      "nothing to pseudo-label: choose a smaller --fraction, or leave them out of --methods"),
+    ([*RUN, "--fraction", "0.9", "--subjects", "5", "--methods", "supervised,unimatch,joint_reg"],
+     "--fraction 0.9 annotates every training image (all 3 of 5 subjects), so unimatch, joint_reg would have nothing"),
+    ([*SWEEP, "--fractions", "0.1,0.9", "--subjects", "5", "--methods", "joint"], "--fractions 0.9 annotates every training image"),
+    ([*RUN, "--subjects", "3000000"], "--subjects must be at most 2000 (segreg_lite.limits.MAX_SUBJECTS: more takes minutes"),
+    ([*SWEEP, "--subjects", "2001"], "--subjects must be at most 2000"),
+    ([*COHORT, "--subjects", "100000"], "--subjects must be at most 2000"),
 ])
 def test_arguments_are_checked_before_the_data_is_made(tmp_path, capsys, no_data, args, expected):
     # Issue 24: these failed only after the cohort was generated (~10 s at the defaults), and

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 
 import pytest
 
@@ -107,7 +108,8 @@ def test_old_results_are_never_reused_under_new_settings(tmp_path, make_data, ti
     logged.clear()
     again = run_experiment(data, out, fraction=0.3, log=logged.append, **kw)
     assert any("methods/supervised.json was made by another run (differs in split)" in line for line in logged)
-    assert any("pretrained_seg.pt was made by another run (differs in split)" in line for line in logged)
+    # the checkpoint is listed under this run's fingerprint, but its bytes are not those this run wrote
+    assert any("pretrained_seg.pt was changed after segreg-lite wrote it" in line for line in logged)
     for name in kw["methods"]:
         assert _dice(again, name) == _dice(fresh, name)
         assert again["methods"][name]["fingerprint"]["method"] == name
@@ -181,7 +183,8 @@ def test_leftovers_and_damaged_files(tmp_path, make_data, tiny_config):
     logged.clear()
     assert _dice(run_experiment(data, tmp_path / "aug", log=logged.append, **{**kw, "methods": ["supervised_aug"]}),
                  "supervised_aug") == _dice(aug, "supervised_aug")
-    assert any("pretrained_seg.pt' is not a readable checkpoint" in line and "computing again" in line for line in logged)
+    assert any("pretrained_seg.pt was changed after segreg-lite wrote it" in line and "computing again" in line
+               for line in logged)  # its digest tells, before torch reads a byte of it
     (out / "run.json").write_text("not json")
     with pytest.raises(ValueError, match=r"run.json: damaged run description: not valid JSON"):
         run_experiment(data, out, **kw)
@@ -228,3 +231,61 @@ def test_a_live_run_whose_lock_file_was_deleted_keeps_its_folder(tmp_path, make_
         with pytest.raises(FolderBusy, match="in use by another segreg-lite run"):
             run_experiment(data, out, seed=1, overwrite=True, **kw)
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != LOCK} == before
+
+
+def test_a_hand_edited_result_or_changed_code_is_computed_again(tmp_path, make_data, tiny_config, monkeypatch):
+    # Issue 24: a methods/<m>.json whose Dice was edited to 0.999 was read back as done, even with
+    # --overwrite; results made by changed code were read back (the only code identity was the version).
+    data, out = make_data(), tmp_path / "run"
+    kw = dict(methods=["supervised", "joint"], fraction=0.2, config=tiny_config, device="cpu", progress=False)
+    first = run_experiment(data, out, **kw)
+    path = out / "methods" / "supervised.json"
+    held = json.loads(path.read_text())
+    held["metrics"]["dice"] = 0.999
+    path.write_text(json.dumps(held, indent=2))
+    logged = []
+    again = run_experiment(data, out, log=logged.append, **kw)
+    assert any(f"{path} was changed after segreg-lite wrote it" in line and "computing supervised again" in line
+               for line in logged)
+    assert _dice(again) == _dice(first) != 0.999 and _dice(load_results([out])[0]) == _dice(first)
+    assert any("joint: done in an earlier run" in line for line in logged)  # the untouched one is read back
+    results = json.loads((out / "results.json").read_text())
+    results["methods"]["joint"]["metrics"]["dice"] = 0.999
+    (out / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match=r"results.json was changed after segreg-lite wrote it .*run the same `segreg-lite run`"):
+        load_results([out])
+    # Other code (the package's source changed): every result and checkpoint is made again.
+    monkeypatch.setattr("segreg_lite.runfolder.code_digest", lambda: "c0de" * 16)
+    logged.clear()
+    third = run_experiment(data, out, log=logged.append, **kw)
+    assert not any("earlier run" in line for line in logged)
+    assert any("supervised.json was made by another run (differs in code" in line for line in logged)
+    assert any("pretrained_seg.pt was made by another run (differs in code" in line for line in logged)
+    assert third["methods"]["supervised"]["fingerprint"]["code"] == "c0de" * 4
+    assert _dice(third) == _dice(first) and _dice(third, "joint") == _dice(first, "joint")  # seeded: the same numbers
+
+
+def test_data_built_by_hand_is_checked_before_anything_is_written(tmp_path, make_data, tiny_config):
+    # Found by scripts/battery.py: NaN images and labels past the table trained without a word,
+    # float64 images failed deep in torch.
+    import dataclasses
+
+    import torch
+
+    data = make_data()
+    nan = data.images.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    past = data.labels.clone()
+    past[0, 0, 0] = 9
+    cases = [(dict(images=nan), "data.images contains NaN or inf"),
+             (dict(images=data.images.double()), "data.images must be float32, got torch.float64: convert them"),
+             (dict(images=data.images - 2), "data.images reach -2, but segreg-lite takes intensities in [0, 1]"),
+             (dict(labels=data.labels.float()), "data.labels must be integer labels"),
+             (dict(labels=past), "data.labels values [9] are outside"),
+             (dict(subjects=data.subjects[:2]), "data.subjects has 2 ids for")]
+    for change, said in cases:
+        with pytest.raises(ValueError, match=re.escape(said)):
+            run_experiment(dataclasses.replace(data, **change), tmp_path / "run", methods=["supervised"], fraction=0.2,
+                           config=tiny_config, device="cpu", progress=False)
+    assert not (tmp_path / "run").exists()
+    assert torch.equal(data.labels, make_data().labels)  # the checks changed nothing

@@ -112,7 +112,8 @@ def test_3d_slicing(tmp_path):
     lab[3:9, 4:12, 2] = 1
     lab[5, 5, 4] = 3
     _pair(tmp_path, "case01", vol, lab)
-    with pytest.raises(ValueError, match=r"case01_image.nii.gz is a 3D volume \(16, 20, 6\); pass slice_axis"):
+    with pytest.raises(ValueError, match=r"case01_image.nii.gz is a 3D volume \(16, 20, 6\): cut it into 2D slices .*"
+                                         r"load_nifti_folder\(folder, slice_axis=2\)"):
         load_nifti_folder(tmp_path)
     data = load_nifti_folder(tmp_path, slice_axis=2)  # default: slices with foreground
     assert data.subjects == ["case01:z=2", "case01:z=4"]
@@ -194,13 +195,16 @@ def test_differing_slice_shapes(tmp_path):
         load_nifti_folder(tmp_path)
 
 
-def _header_only(path: pathlib.Path, shape, dtype, gz=True) -> pathlib.Path:
-    """A NIfTI file that is all header: it declares ``shape`` x ``dtype`` but holds no data."""
+def _header_only(path: pathlib.Path, shape, dtype, gz=True, slope=None) -> pathlib.Path:
+    """A NIfTI file that is all header: it declares ``shape`` x ``dtype`` (scaled by ``slope``)
+    but holds no data."""
     import gzip
 
     hdr = nib.Nifti1Header()
     hdr.set_data_shape(shape)
     hdr.set_data_dtype(dtype)
+    if slope is not None:
+        hdr.set_slope_inter(slope, 0.0)
     hdr.set_data_offset(352)
     block = hdr.binaryblock + b"\0" * 4
     path.write_bytes(gzip.compress(block, mtime=0) if gz else block)
@@ -249,4 +253,73 @@ def test_a_huge_header_in_a_folder_fails_before_any_data_is_read(tmp_path):
     _header_only(tmp_path / "b_image.nii.gz", (20000, 20000), np.float32)
     _save(tmp_path / "b_label.nii.gz", np.zeros(SHAPE, np.uint8))
     with pytest.raises(ValueError, match="b_image.nii.gz: the header declares a 20000x20000 float32 image"):
+        load_nifti_folder(tmp_path)
+
+
+def test_the_size_limit_counts_the_scaled_array(tmp_path, monkeypatch):
+    # Issue 24: scaled-integer NIfTI bypassed the limit (a 1 MB file drove a 2.5 GB peak): nibabel
+    # turns int8 data with scl_slope into float64, 8 times its stored size.
+    import tracemalloc
+
+    bomb = _header_only(tmp_path / "scaled_image.nii.gz", (1100, 1100, 256), np.int8, slope=2.0)  # 310 MB stored
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"scaled_image.nii.gz: the header declares a 1100x1100x256 int8 image scaled "
+                                             r"to float64, 2.5 GB in memory, over the limit of 536.9 MB"):
+            read_nifti_array(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20
+    # a real file: 64x64 int16 is 8 KB stored, 32 KB once scaled; the limit sits between
+    monkeypatch.setattr("segreg_lite.nifti.MAX_NIFTI_BYTES", 16 * 2**10)
+    img = nib.Nifti1Image(np.arange(64 * 64, dtype=np.int16).reshape(64, 64), np.eye(4))
+    nib.save(img, str(tmp_path / "plain.nii.gz"))
+    assert read_nifti_array(tmp_path / "plain.nii.gz").dtype == np.int16
+    img.header.set_slope_inter(0.5, 10.0)
+    nib.save(img, str(tmp_path / "slope.nii.gz"))
+    with pytest.raises(ValueError, match=r"slope.nii.gz: the header declares a 64x64 int16 image scaled to float64, 32.8 KB"):
+        read_nifti_array(tmp_path / "slope.nii.gz")
+    monkeypatch.setattr("segreg_lite.nifti.MAX_NIFTI_BYTES", 32 * 2**10)
+    assert read_nifti_array(tmp_path / "slope.nii.gz").dtype == np.float64  # what the check counted
+
+
+def test_a_3d_folder_on_the_command_line_says_how_to_slice_it(tmp_path, capsys):
+    # Issue 24: the message asked for slice_axis, which the command line cannot pass; it now says
+    # how, and the way it names works.
+    from segreg_lite.cli import main
+
+    rng = np.random.default_rng(5)
+    vols = tmp_path / "vols"
+    for case in ("a", "b", "c"):
+        lab = np.zeros((32, 32, 4), np.uint8)
+        lab[8:20, 8:20, 1:3] = 1
+        _pair(vols, case, rng.random((32, 32, 4)).astype(np.float32), lab)
+    assert main(["run", "--data", str(vols), "--methods", "supervised", "--smoke", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a_image.nii.gz is a 3D volume (32, 32, 4)" in err
+    assert "load_nifti_folder(folder, slice_axis=2)" in err and "save_nifti_folder(new_folder, data.images, data.labels)" in err
+    assert "--data new_folder" in err and not (tmp_path / "r").exists()
+    data = load_nifti_folder(vols, slice_axis=2)  # what it says to do
+    save_nifti_folder(tmp_path / "slices", data.images, data.labels)
+    again = load_nifti_folder(tmp_path / "slices")  # what --data reads
+    assert again.images.shape == (6, 1, 32, 32) and torch.equal(again.labels, data.labels)
+
+
+def test_links_that_lead_nowhere_are_named(tmp_path):
+    # Issue 24: dangling or looping symlinked image/label pairs were skipped without a word.
+    rng = np.random.default_rng(6)
+    for case in ("a", "b", "c"):
+        _pair(tmp_path, case, *_slice(rng))
+    (tmp_path / "d_image.nii.gz").symlink_to(tmp_path / "gone" / "d_image.nii.gz")  # dangling pair
+    (tmp_path / "d_label.nii.gz").symlink_to(tmp_path / "gone" / "d_label.nii.gz")
+    (tmp_path / "e_image.nii.gz").symlink_to("e_label.nii.gz")  # a loop of two links
+    (tmp_path / "e_label.nii.gz").symlink_to("e_image.nii.gz")
+    with pytest.warns(UserWarning, match=r"4 NIfTI file\(s\) are symbolic links that lead nowhere .*: d_image.nii.gz, "
+                                         r"d_label.nii.gz, e_image.nii.gz, e_label.nii.gz; fix or remove"):
+        data = load_nifti_folder(tmp_path)
+    assert data.subjects == ["a", "b", "c"]
+    (tmp_path / "b_label.nii.gz").unlink()
+    (tmp_path / "b_label.nii.gz").symlink_to("nowhere.nii.gz")  # half a pair: its image is refused, after the warning
+    with pytest.warns(UserWarning, match="b_label.nii.gz"), pytest.raises(ValueError, match=r"images without a label file .*b_image"):
         load_nifti_folder(tmp_path)

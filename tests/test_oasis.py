@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -355,3 +356,18 @@ def test_extraction_is_safe_without_the_data_filter_and_opens_the_archive_once(t
         with pytest.raises(ValueError, match=message):
             oasis.extract_oasis2d(bad, tmp_path / "bad")
         assert not (tmp_path / "bad").exists() and not (tmp_path / "evil.txt").exists()
+
+
+@pytest.mark.parametrize("member, message", [
+    (_member("seg4_labels.txt/inner"), "'seg4_labels.txt' is both a file and a folder ('seg4_labels.txt' and 'seg4_labels.txt/inner')"),
+    (_member("OASIS_OAS1_0001_MR1"), "'OASIS_OAS1_0001_MR1' is both a file and a folder"),
+    (_member("seg24_labels.txt", tarfile.DIRTYPE), "'seg24_labels.txt' is both a file and a folder"),
+])
+def test_a_file_and_a_folder_of_one_name_is_named(tmp_path, member, message):
+    # Issue 24: an archive holding a file and a folder of the same name failed with "File exists".
+    make_tree(tmp_path / "src")
+    tar = make_tar(tmp_path / "src", tmp_path / "oasis.tar", extra=[member])
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        oasis.extract_oasis2d(tar, tmp_path / "a" / "out")
+    assert "delete it and download again" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "a").exists()  # checked before anything was created

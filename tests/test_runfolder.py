@@ -213,6 +213,7 @@ def test_stale_checkpoints_are_removed_and_foreign_ones_refused(tmp_path):
         folder.start(SPEC)
         path = folder.claim(folder.checkpoint_path("joint"), FP)
         path.write_bytes(b"ckpt")
+        folder.seal(path)  # its digest, recorded once it is saved
         assert folder.stale_checkpoint("joint", FP) == "" and path.exists()
         assert "differs in data" in folder.stale_checkpoint("joint", {**FP, "data": "x"}) and not path.exists()
         foreign = folder.checkpoint_path("joint_reg")
@@ -430,3 +431,97 @@ def test_probe_folder_fails_as_the_run_would_and_leaves_nothing(tmp_path):
             probe_folder(tmp_path / "r", "--out")
         probe_folder(tmp_path / "r", "--out", lock=False)  # a sweep's root: writable is enough
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+# Issue 24: a result is read back only if it is ours and unchanged.
+def test_the_code_identity_ignores_comments_and_docstrings_but_not_code(tmp_path):
+    from segreg_lite.runfolder import code_digest, source_digest
+
+    pkg = tmp_path / "pkg"
+    (pkg / "data").mkdir(parents=True)
+    (pkg / "a.py").write_text('"""A module."""\nSTEPS = 10\n\n\ndef f(x):\n    """Twice."""\n    return 2 * x\n')
+    base = source_digest(pkg)
+    (pkg / "a.py").write_text('"""Reworded."""\n# a comment\nSTEPS = (\n    10\n)\n\ndef f(x):  # note\n    return 2*x\n')
+    assert source_digest(pkg) == base  # comments, docstrings and formatting are not code
+    (pkg / "data" / "x.py").write_text("shipped = 1\n")
+    assert source_digest(pkg) == base  # nor are the shipped data files
+    (pkg / "a.py").write_text('STEPS = 11\n\ndef f(x):\n    return 2 * x\n')
+    assert source_digest(pkg) != base
+    (pkg / "a.py").write_text("STEPS = 10\n")
+    (pkg / "b.py").write_text("")
+    assert source_digest(pkg) not in (base, source_digest(tmp_path / "none"))
+    assert FP["code"] == code_digest()[:16] and code_digest.cache_info().hits >= 1  # once per process
+
+
+def test_results_of_changed_code_are_not_read_back(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        folder.write_result("supervised", {"metrics": METRICS}, FP)
+        held, why = folder.read_result("supervised", {**FP, "code": "0" * 16})
+        assert held is None and "supervised.json was made by another run (differs in code (segreg-lite's source changed since))" in why
+        path = folder.claim(folder.checkpoint_path("joint"), FP)
+        path.write_bytes(b"ckpt")
+        folder.seal(path)
+        assert "differs in code" in folder.stale_checkpoint("joint", {**FP, "code": "0" * 16}) and not path.exists()
+
+
+def test_a_result_edited_by_hand_is_not_read_back(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        written = folder.write_result("supervised", {"metrics": METRICS}, FP)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert set(manifest["sha256"]) == {"run.json", "methods/supervised.json"}
+    path = out / "methods" / "supervised.json"
+    held = json.loads(path.read_text())
+    held["metrics"]["dice"] = 0.999  # right fingerprint, right shape: only the digest tells
+    path.write_text(json.dumps(held, indent=2) + "\n")
+    with RunFolder(out) as folder:
+        back, why = folder.read_result("supervised", FP)
+        assert back is None and why == (f"{path} was changed after segreg-lite wrote it (its SHA-256 is not the one "
+                                        f"{MANIFEST} records: edited by hand, or damaged)")
+        folder.write_result("supervised", {"metrics": METRICS}, FP)  # computed again: read back once more
+        assert folder.read_result("supervised", FP) == (written, "")
+    assert RunFolder(out).read_result("supervised", FP) == (written, "")  # without the lock too (sweep's finished)
+    path.write_text(path.read_text().replace("0.5", "0.6", 1))
+    assert "was changed after segreg-lite wrote it" in RunFolder(out).read_result("supervised", FP)[1]
+
+
+def test_a_checkpoint_changed_or_never_sealed_is_not_resumed(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+        path = folder.claim(folder.checkpoint_path("joint"), FP)
+        path.write_bytes(b"round 1")  # killed before its digest was recorded
+        assert folder.stale_checkpoint("joint", FP) == (f"{path} has no SHA-256 in {MANIFEST} (its write was cut short, "
+                                                        "or an older segreg-lite wrote it); removed, computing again")
+        assert not path.exists()
+        folder.claim(path, FP).write_bytes(b"round 1")
+        folder.seal(path)
+        assert json.loads((out / MANIFEST).read_text())["sha256"]["checkpoints/joint.pt"] == \
+            __import__("hashlib").sha256(b"round 1").hexdigest()
+    path.write_bytes(b"round 9")  # replaced by hand, or damaged on disk
+    with RunFolder(out) as folder:
+        assert "joint.pt was changed after segreg-lite wrote it" in folder.stale_checkpoint("joint", FP)
+        assert not path.exists()
+
+
+def test_a_damaged_manifest_is_one_line_with_a_remedy(tmp_path):
+    out = tmp_path / "run"
+    with RunFolder(out) as folder:
+        folder.start(SPEC)
+    for text, said in (("{", "damaged segreg-lite manifest: not valid JSON"), ('{"files": []}', "no 'files' table"),
+                       ('{"files": {}, "sha256": [1]}', "'sha256' is not a table of digests")):
+        (out / MANIFEST).write_text(text)
+        with pytest.raises(RunFolderError, match="no longer knows which files here it wrote") as err:
+            RunFolder(out).__enter__()
+        assert said in str(err.value) and "\n" not in str(err.value)
+    assert (out / "run.json").exists()  # nothing removed
+
+
+def test_a_lock_that_is_a_folder_is_named(tmp_path):
+    # Found by scripts/battery.py: "cannot write in f: Is a directory" named neither the lock nor the remedy.
+    (tmp_path / "f" / LOCK).mkdir(parents=True)
+    with pytest.raises(RunFolderError, match=r"\.segreg-lite\.lock is not segreg-lite's lock file .*remove it"):
+        RunFolder(tmp_path / "f").__enter__()
