@@ -143,9 +143,11 @@ def _held_history(folder: Path, config: TrainConfig, mode: str) -> list[dict] | 
     try:
         results = read_json(path, "results file")
         held = results["methods"][name]
+        # Through from_dict: a field added since the run, at its default, is the run's behaviour.
+        same = TrainConfig.from_dict(results["config"]).to_dict() == config.to_dict()
     except (ValueError, KeyError, TypeError):
         return None
-    if results.get("config") != config.to_dict() or not isinstance(held, dict) or "history" not in held:
+    if not same or not isinstance(held, dict) or "history" not in held:
         return None
     return held["history"]
 

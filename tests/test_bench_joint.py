@@ -1,6 +1,7 @@
 """The round-schedule benchmark: its variants, its errors, and a run from a finished run's models."""
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,22 @@ def test_schedules_from_a_finished_run(tmp_path, capsys, monkeypatch, make_data,
     assert last[0].startswith("as run | ") and last[1].startswith("rounds=2,seg_round_lr=1e-3 | ")
     held = json.loads((tmp_path / "run" / "results.json").read_text())["methods"]["joint"]["history"]
     assert last[0].split(" | ")[1] == f"{held[-1]['test_dice']:.4f}"
+
+
+def test_a_field_added_since_the_run_at_its_default_keeps_the_held_rounds(tmp_path, monkeypatch, make_data, tiny_config):
+    # A results file written before a TrainConfig field existed (here reg_io_steps) is the same
+    # run as the config that has the field at its default: its rounds are read back, not rerun.
+    data = make_data()
+    run_experiment(data, tmp_path / "run", methods=["joint"], fraction=0.2, config=tiny_config, device="cpu",
+                   progress=False)
+    path = tmp_path / "run" / "results.json"
+    results = json.loads(path.read_text())
+    del results["config"]["reg_io_steps"], results["config"]["reg_io_lr"]
+    path.write_text(json.dumps(results))
+    monkeypatch.setattr(bench, "changed_since_written", lambda *a: None)  # as if the manifest had this file's digest
+    held = bench._held_history(tmp_path / "run", tiny_config, "combined")
+    assert held == results["methods"]["joint"]["history"]
+    assert bench._held_history(tmp_path / "run", replace(tiny_config, reg_io_steps=3), "combined") is None
 
 
 def test_the_table_over_seeds_and_a_recomputed_as_run(tmp_path, capsys, monkeypatch, make_data, tiny_config):
