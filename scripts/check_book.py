@@ -122,6 +122,16 @@ def raw_roles(soup: BeautifulSoup) -> Iterator[str]:
                 yield f"MyST role shown as raw text: {_short(context)!r}"
 
 
+def source_links(soup: BeautifulSoup) -> Iterator[str]:
+    """Links to a chapter's source (``rounds.ipynb``, ``references.md#...``) instead of its page:
+    what a computed paragraph's link becomes unless ``_ext/book_links.py`` rewrites it."""
+    for a in soup.find_all("a", href=True):
+        href = a["href"]
+        # _sources/: the theme's "download the source" buttons, which the build does copy
+        if "://" not in href and "_sources/" not in href and re.match(r"^[\w./-]+\.(ipynb|md)(#.*)?$", href):
+            yield f"link to a source file the built book lacks: {href!r} ({_short(a.get_text(), 40)!r})"
+
+
 def _stored_widget_ids(soup: BeautifulSoup) -> set[str]:
     ids: set[str] = set()
     for script in soup.find_all("script", attrs={"type": WIDGET_STATE}):
@@ -173,7 +183,7 @@ def blank_outputs(soup: BeautifulSoup) -> Iterator[str]:
 def check_html(html: str) -> list[str]:
     """Every fault found in one page's HTML, as messages (empty when the page is fine)."""
     soup = BeautifulSoup(html, "html.parser")
-    return [*text_tables(soup), *raw_roles(soup), *blank_outputs(soup)]
+    return [*text_tables(soup), *raw_roles(soup), *blank_outputs(soup), *source_links(soup)]
 
 
 def check_book(html_dir: Path, toc: Path) -> list[str]:

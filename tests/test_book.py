@@ -19,9 +19,9 @@ CHAPTERS = run_chapters.toc_chapters()
 # Issue 26: chapters whose prose still quotes its numbers through {glue:text} roles (and echo
 # lines) rather than show_text paragraphs, and whose figure cells still hold other outputs than
 # the figure; they move over when they are next re-run (run_chapters.py), and leave this set.
-GLUE_PROSE = {"segmentation", "registration", "tta", "rounds", "baselines", "owndata"}
+GLUE_PROSE = {"segmentation"}
 # ... and the one chapter whose Markdown still holds MyST roles and dropdown solutions.
-MYST_MARKDOWN = {"registration"}
+MYST_MARKDOWN: set[str] = set()
 
 
 def test_toc_lists_the_chapters():
@@ -599,3 +599,19 @@ def test_the_notebook_tests_run_the_exercise_code_after_the_chapter(tmp_path, so
     assert "Exercise code 1" in done.stdout or passes, done.stdout[-2000:]
     assert (done.returncode == 0) == passes, done.stdout[-2000:]
     assert ("2 passed" in done.stdout) == passes
+
+
+@pytest.mark.parametrize("html, bad", [
+    ('<p>See <a href="rounds.ipynb">the rounds</a>.</p>', True),
+    ('<p><a class="reference external" href="references.md#cite-avants2008syn">Avants</a></p>', True),
+    ('<p><a href="rounds.html">the rounds</a> and <a href="references.html#cite-x">x</a></p>', False),
+    ('<p><a href="https://github.com/x/y/blob/main/book/rounds.ipynb">source</a></p>', False),
+])
+def test_a_link_to_a_chapter_source_instead_of_its_page_is_caught(html, bad):
+    # A computed paragraph's links stay as written unless _ext/book_links.py rewrites them.
+    problems = check_book.check_html(html)
+    assert bool(problems) == bad and all(p.startswith("link to a source file") for p in problems)
+
+
+def test_the_themes_download_links_to_the_sources_are_not_faults():
+    assert check_book.check_html('<a href="../_sources/book/intro.ipynb">.ipynb</a>') == []
