@@ -38,7 +38,7 @@ from typing import Any
 
 __all__ = [
     "SMOKE", "PROSE_CELL_METADATA", "compare", "exercise_code", "glue", "in_colab", "run_time",
-    "show_run_time", "show_source", "show_table", "show_text", "signed",
+    "show_run_time", "show_source", "show_table", "show_text", "signed", "difference",
 ]
 
 
@@ -143,6 +143,16 @@ def signed(x: float, digits: int = 3) -> str:
     """``x`` with its sign, as a difference reads: ``+0.012``, ``-0.005``, ``+0.000``."""
     text = f"{float(x):+.{digits}f}"
     return "+" + text[1:] if float(text) == 0 else text  # never "-0.000"
+
+
+def difference(a: float, b: float, digits: int = 3) -> str:
+    """``a - b`` as a reader works it out from the two values printed to ``digits`` decimals,
+    with its sign: 0.755 and 0.752 differ by ``+0.003``, though 0.7546 - 0.7524 rounds to 0.002.
+
+    >>> difference(0.7546, 0.7524), signed(0.7546 - 0.7524)
+    ('+0.003', '+0.002')
+    """
+    return signed(round(float(a), digits) - round(float(b), digits), digits)
 
 
 #: A fenced Python block in Markdown: ```python (or py, python3, ipython) ... ```, also indented

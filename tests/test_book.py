@@ -495,6 +495,15 @@ def test_signed_never_prints_minus_zero():
         "+0.012", "-0.005", "+0.000", "+0.5")
 
 
+def test_difference_is_the_one_a_reader_works_out_from_the_printed_values():
+    from segreg_lite.book import difference
+
+    # 0.7546 and 0.7524 print as 0.755 and 0.752: the sentence must say +0.003, not +0.002.
+    assert (difference(0.7546, 0.7524), difference(0.7596, 0.7524), difference(0.75, 0.75)) == (
+        "+0.003", "+0.008", "+0.000")
+    assert difference(0.81, 0.86, 2) == "-0.05"
+
+
 def test_exercise_code_reads_the_blocks_from_the_exercises_on():
     from segreg_lite.book import exercise_code
 
