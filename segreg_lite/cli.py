@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
                    help=f"cohort image size, multiples of 16 up to {MAX_SIZE} (default 128 128)")
     p.add_argument("--fractions", default=",".join(f"{f:g}" for f in SWEEP_FRACTIONS),
-                   help=f"annotated fractions, comma-separated (default {','.join(f'{f:g}' for f in SWEEP_FRACTIONS)}; the paper adds 0.5)")
+                   help=f"annotated fractions, comma-separated (default {','.join(f'{f:g}' for f in SWEEP_FRACTIONS)}; the paper adds 0.25 and 0.5)")
     p.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (default 0,1,2)")
     p.add_argument("--methods", default=",".join(SWEEP_METHODS), help=f"comma-separated (default {','.join(SWEEP_METHODS)})")
     p.add_argument("--preset", default="sweep", help="training settings: sweep, cpu, quick or paper (default sweep)")

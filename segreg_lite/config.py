@@ -187,13 +187,13 @@ def get_preset(name: str, *, n_annotated: int | None = None, n_train: int | None
         return TrainConfig(seg_round_steps=150, seg_round_lr=1e-3, reg_steps=200, reg_round_steps=0, rounds=2,
                            strong_views=True, um_steps=250, **CPU_PSEUDO)
     if name == "sweep":
-        # The results chapter's sweep (6 methods x 4 fractions x 3 seeds on the 128x128 grid) on
+        # The results chapter's sweep (7 methods x 3 fractions x 3 seeds on the 128x128 grid) on
         # 2 CPU cores within about two hours (the chapter gives the recorded cost): half the
-        # segmenter steps of "quick" and one joint round. Half the steps need twice the learning
-        # rate and no dropout, or the U-Net may end before it predicts the small subcortical
-        # class at all.
+        # segmenter steps of "quick" and one joint round, with quick's rounds (strong views, no
+        # registration phase). Half the steps need twice the learning rate and no dropout, or the
+        # U-Net may end before it predicts the small subcortical class at all.
         return TrainConfig(seg_steps=400, seg_lr=2e-3, dropout=0.0, seg_round_steps=100, reg_steps=150,
-                           reg_round_steps=40, rounds=1, um_steps=120, **CPU_PSEUDO)
+                           reg_round_steps=0, rounds=1, strong_views=True, um_steps=120, **CPU_PSEUDO)
     if name == "smoke":
         return get_preset("cpu").smoke()
     if name == "paper":

@@ -17,8 +17,9 @@ def test_presets_exist():
     assert (paper.n_tta, paper.n_atlas, paper.confidence_weight) == (4, 5, False)  # the paper's pseudo-labels
     assert quick.n_tta == 9 and quick.confidence_weight  # the CPU presets lean on the segmenter
     sweep = get_preset("sweep")
-    # quick skips the rounds' registration phase; the sweep (shipped before that) keeps it
-    assert all(getattr(sweep, k) <= getattr(quick, k) for k in LENGTHS if k != "reg_round_steps") and sweep.n_tta == 9
+    assert all(getattr(sweep, k) <= getattr(quick, k) for k in LENGTHS) and sweep.n_tta == 9
+    # the sweep's joint method is quick's: strong views and no registration phase in the rounds
+    assert sweep.strong_views and quick.strong_views and sweep.reg_round_steps == quick.reg_round_steps == 0
 
 
 def test_paper_preset_needs_sizes():
