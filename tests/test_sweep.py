@@ -107,8 +107,8 @@ def test_collect_needs_finished_runs(tmp_path):
         collect_sweep(tmp_path)
 
 
-def test_sweep_fractions_are_the_papers_but_50_percent():
-    assert SWEEP_FRACTIONS == FRACTIONS[:-1] == (0.01, 0.05, 0.1, 0.25)
+def test_sweep_fractions_are_the_papers_few_label_ones():
+    assert SWEEP_FRACTIONS == FRACTIONS[:3] == (0.01, 0.05, 0.1)
 
 
 def test_sweep_command(tmp_path, capsys):
@@ -161,7 +161,7 @@ def test_collect_refuses_runs_of_one_fraction_that_differ_in_more_than_their_see
     from segreg_lite.sweep import SHIPPED_RESULTS
 
     shipped = collect_sweep(SHIPPED_RESULTS / "sweep")
-    assert list(shipped) == [0.01, 0.05, 0.1, 0.25, 1.0] and all(len(runs) == 3 for runs in shipped.values())
+    assert list(shipped) == [*SWEEP_FRACTIONS, 1.0] and all(len(runs) == 3 for runs in shipped.values())
 
 
 def test_a_sweep_refusal_offers_no_overwrite_it_does_not_have(tmp_path, make_data, tiny_config):
