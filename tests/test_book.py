@@ -16,12 +16,6 @@ spec.loader.exec_module(run_chapters)
 
 CHAPTERS = run_chapters.toc_chapters()
 
-# Issue 26: chapters whose prose still quotes its numbers through {glue:text} roles (and echo
-# lines) rather than show_text paragraphs, and whose figure cells still hold other outputs than
-# the figure; they move over when they are next re-run (run_chapters.py), and leave this set.
-GLUE_PROSE = {"segmentation"}
-# ... and the one chapter whose Markdown still holds MyST roles and dropdown solutions.
-MYST_MARKDOWN: set[str] = set()
 
 
 def test_toc_lists_the_chapters():
@@ -46,11 +40,9 @@ def test_chapter_contract(chapter):
     assert "show_run_time(" in code[1].source, "the run time is printed right after the Colab cell"
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert "## Summary" in markdown and "## Exercises" in markdown
-    if chapter.stem in MYST_MARKDOWN:
-        assert ":class: dropdown" in markdown, "exercise solutions are folded away"
-    else:  # folded in Jupyter, Colab and on GitHub too, not only in the book
-        assert "<details>\n<summary>Solution</summary>" in markdown
-        assert ":class: dropdown" not in markdown
+    # folded in Jupyter, Colab and on GitHub too, not only in the book
+    assert "<details>\n<summary>Solution</summary>" in markdown
+    assert ":class: dropdown" not in markdown
     long = [line for c in code for line in c.source.splitlines() if len(line) > 90]
     assert not long, f"code lines over 90 characters: {long[:3]}"
     # papermill --help-notebook lists each parameter; it skips any line holding two "=" (a comment's)
@@ -344,25 +336,20 @@ def _markdown_without_code(source: str) -> str:
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_markdown_reads_the_same_on_github_and_colab(chapter):
-    """No MyST role in the Markdown cells (GitHub and Colab show it raw), except {glue} in the
-    chapters that still wait for their re-run; no 'name = value' echo lines where none is left."""
-    if chapter.stem in MYST_MARKDOWN:
-        pytest.skip("its Markdown moves over when it is next re-run (issue 26)")
+    """No MyST role in the Markdown cells (GitHub and Colab show it raw), no glue, and no
+    'name = value' echo lines: numbers are quoted by show_text paragraphs."""
     nb = nbformat.read(chapter, as_version=4)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
             continue
         for m in ROLE_IN_MARKDOWN.finditer(_markdown_without_code(cell.source)):
-            if m.group(1) == "glue" and chapter.stem in GLUE_PROSE:
-                continue
             raise AssertionError(f"cell {i}: raw role {m.group(0)!r}")
-    if chapter.stem not in GLUE_PROSE:
-        code = [c for c in nb.cells if c.cell_type == "code"]
-        assert not any("glue(" in c.source for c in code), "numbers go through show_text"
-        streams = [o.get("text", "") for c in code for o in c.outputs if o.output_type == "stream"]
-        echoes = [line for text in streams for line in text.splitlines()
-                  if re.match(r"^[A-Za-z_]\w* = \S", line)]
-        assert not echoes, echoes[:3]
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any("glue(" in c.source for c in code), "numbers go through show_text"
+    streams = [o.get("text", "") for c in code for o in c.outputs if o.output_type == "stream"]
+    echoes = [line for text in streams for line in text.splitlines()
+              if re.match(r"^[A-Za-z_]\w* = \S", line)]
+    assert not echoes, echoes[:3]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
@@ -372,8 +359,7 @@ def test_prose_cells_hide_their_code_and_show_their_paragraph(chapter):
     nb = nbformat.read(chapter, as_version=4)
     prose = [c for c in nb.cells if c.cell_type == "code" and "show_text(f" in c.source
              and "remove-input" in c.metadata.get("tags", [])]
-    if chapter.stem not in GLUE_PROSE:
-        assert prose, "a converted chapter writes its numbers with show_text"
+    assert prose, "a chapter writes its numbers with show_text"
     for cell in prose:
         for key, value in PROSE_CELL_METADATA.items():
             if key == "tags":
@@ -386,10 +372,8 @@ def test_prose_cells_hide_their_code_and_show_their_paragraph(chapter):
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
 def test_every_figure_has_alt_text_and_a_caption(chapter):
-    """myst-nb cell metadata: mystnb.image.alt on every figure; mystnb.figure.caption too, except
-    where the cell has other display outputs (myst-nb would wrap each in the figure)."""
-    if chapter.stem in MYST_MARKDOWN:
-        pytest.skip("its figures get their captions when it is next re-run (issue 26)")
+    """myst-nb cell metadata: mystnb.image.alt and mystnb.figure.caption on every figure, whose
+    cell shows the figure alone (myst-nb would wrap every display output in the figure)."""
     nb = nbformat.read(chapter, as_version=4)
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -399,10 +383,9 @@ def test_every_figure_has_alt_text_and_a_caption(chapter):
             continue
         meta = cell.metadata.get("mystnb", {})
         assert meta.get("image", {}).get("alt"), f"cell {i}: no alt text"
-        if len(shown) == 1 or chapter.stem not in GLUE_PROSE:
-            assert len(shown) == 1, f"cell {i}: a figure cell holds other displays too"
-            figure = meta.get("figure", {})
-            assert figure.get("caption") and figure.get("name"), f"cell {i}: no caption"
+        assert len(shown) == 1, f"cell {i}: a figure cell holds other displays too"
+        figure = meta.get("figure", {})
+        assert figure.get("caption") and figure.get("name"), f"cell {i}: no caption"
 
 
 def _bib_entries():
@@ -525,8 +508,6 @@ def test_solutions_are_folded_and_their_code_parses(chapter):
     notebook tests, book/conftest.py)."""
     from segreg_lite.book import exercise_code
 
-    if chapter.stem in MYST_MARKDOWN:
-        pytest.skip("its solutions move into <details> when it is next re-run (issue 26)")
     nb = nbformat.read(chapter, as_version=4)
     exercises = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown"
                           and "<summary>Solution</summary>" in c.source)
