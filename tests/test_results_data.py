@@ -28,6 +28,11 @@ def _script(name):
 
 
 export_results = _script("export_results")
+
+
+def _seed_runs():
+    """The shipped results of `make main` over seeds 0, 1 and 2, in seed order."""
+    return load_results(sorted(p.parent for p in (SHIPPED_RESULTS / "main-seeds").glob("*/results.json")))
 readme_results = _script("readme_results")
 
 
@@ -71,7 +76,7 @@ def test_the_readme_blocks_are_made_from_the_shipped_results():
     assert summary["preset"] == "quick" and summary["fraction"] == 0.01  # what `make main` runs
     seeds = readme_results.seeds_block(SHIPPED_RESULTS / "main-seeds")
     assert f"{readme_results.SEEDS_START}\n{seeds}\n{readme_results.SEEDS_END}" in readme
-    runs = load_results(sorted(p.parent for p in (SHIPPED_RESULTS / "main-seeds").glob("*/results.json")))
+    runs = _seed_runs()
     assert [r["seed"] for r in runs] == [0, 1, 2]
     assert all(r["config"] == summary["config"] and r["preset"] == "quick" for r in runs)  # make main's settings
     # seed 0 is the run the block above shows, with more methods run into the same folder after it
@@ -86,7 +91,7 @@ def test_the_shipped_round_benchmarks_start_from_the_shipped_seeds(name):
     three seeds' runs: each must come from those runs' own pre-trained models and settings, so
     that its "as run" row is each seed's joint result, to the last digit."""
     table = json.loads((SHIPPED_RESULTS / f"{name}.json").read_text())
-    runs = load_results(sorted(p.parent for p in (SHIPPED_RESULTS / "main-seeds").glob("*/results.json")))
+    runs = _seed_runs()
     assert table["seeds"] == [r["seed"] for r in runs] == [0, 1, 2]
     assert TrainConfig.from_dict(table["config"]) == TrainConfig.from_dict(runs[0]["config"])
     as_run = next(v for v in table["variants"] if v["name"] == "as run")
