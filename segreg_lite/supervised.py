@@ -54,7 +54,8 @@ def train_segmenter(
     """Train ``model`` on ``images[indices]`` with their ``labels``; returns the loss history.
 
     images: (N, 1, H, W) float in [0, 1]; labels: (N, H, W) int64 or (N, K, H, W) soft maps, indexed
-    like ``images``; weights: optional confidence (N,) per image or (N, H, W) per pixel. From
+    like ``images``; weights: optional confidence (N,) per image or (N, H, W) per pixel (warped
+    with its image and label by the augmentation). From
     ``config``: ``batch_size``, ``augment`` (random affine + elastic + intensity, or the given
     ``augment`` settings), ``soft_ce`` and ``amp``; ``steps`` and ``lr`` default to the
     pre-training's ``seg_steps`` and ``seg_lr`` (a joint round passes its own). Batches are drawn
@@ -88,7 +89,11 @@ def train_segmenter(
         y = as_soft(labels[pick], num_classes).to(device)
         w = None if weights is None else weights[pick].to(device)
         if aug_cfg is not None:
-            x, y = augment_batch(x, y, gen, aug_cfg)
+            if w is not None and w.ndim == 3:  # per-pixel weights move with their pixels
+                x, yw = augment_batch(x, torch.cat([y, w[:, None]], 1), gen, aug_cfg)
+                y, w = yw[:, :-1], yw[:, -1]
+            else:
+                x, y = augment_batch(x, y, gen, aug_cfg)
         if strong is not None:
             x, y, w = _strong(x, y, w, strong[pick].to(device), gen)
         with autocast(device, config.amp):

@@ -49,6 +49,31 @@ def test_soft_targets_and_weights_are_accepted(make_toy):
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_per_pixel_weights_are_augmented_with_their_pixels(make_toy, monkeypatch):
+    """A pixel's confidence must follow it through the random affine and elastic warp: a weight
+    map equal to the foreground channel of the target stays equal to it after augmentation."""
+    import segreg_lite.supervised as sup
+
+    images, labels = make_toy(4)
+    soft = torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+    weights = 1 - soft[:, 0]  # 1 on the foreground, 0 on the background
+    seen = []
+    real = sup.segmentation_loss
+
+    def spy(logits, target, **kw):
+        seen.append((target.detach().clone(), kw["weight"].detach().clone()))
+        return real(logits, target, **kw)
+
+    monkeypatch.setattr(sup, "segmentation_loss", spy)
+    model = UNet(num_classes=3, features=4, levels=3)
+    train_segmenter(model, images, soft, [0, 1, 2, 3], _config(batch_size=4, augment=True), steps=2, lr=1e-3,
+                    weights=weights, device="cpu")
+    for target, weight in seen:
+        assert weight.shape == target.shape[:1] + target.shape[2:]
+        assert not torch.allclose(target, soft)  # the batch was warped
+        torch.testing.assert_close(weight, 1 - target[:, 0], atol=1e-5, rtol=0)
+
+
 def test_seeded_training_is_reproducible(make_toy):
     images, labels = make_toy(4)
     outs = []
