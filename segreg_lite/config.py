@@ -64,6 +64,7 @@ class TrainConfig:
     confidence_weight: bool = False  # weight the pseudo-label loss by each pixel's confidence
     annotated_share: float = 0.5  # share of a round's segmenter samples drawn from the annotated images (0: every image equally likely)
     strong_views: bool = False  # a round learns its pseudo-labelled images through strong views (intensity, blur, CutMix; augment.StrongConfig)
+    online_share: float = 0.0  # share of the segmenter's own weak-view prediction in a pseudo-labelled image's target, made afresh at each step (0: the round's masks alone)
     pair_share: float = 0.0  # share of a round's segmenter samples that are label-exact pairs (atlases warped onto the unannotated images)
     appearance: str = "quantile"  # how a label-exact pair's image takes its target's appearance: "quantile" (intensity mapping) or "none"
     # UniMatch baseline (Yang et al. CVPR 2023), continuing from the pre-trained segmenter
@@ -99,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"the shares of a round's samples must sum to one with some left for the pseudo-labelled images: "
                              f"annotated_share {self.annotated_share} + pair_share {self.pair_share} = "
                              f"{self.annotated_share + self.pair_share:g}, which leaves none")
+        if not 0 <= self.online_share <= 1:
+            raise ValueError(f"online_share is a share of the target and must be in [0, 1], got {self.online_share}")
         if not 0 < self.um_threshold < 1:
             raise ValueError(f"um_threshold is a confidence and must be in (0, 1), got {self.um_threshold}")
         if not 0 <= self.um_feature_dropout < 1:

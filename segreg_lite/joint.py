@@ -11,7 +11,9 @@ pseudo-labels (:mod:`segreg_lite.pseudo`, with :mod:`segreg_lite.tta`) and runs
 1. train the segmenter on annotated (one-hot) + unannotated (soft pseudo-label) images; beyond
    the paper, and measured in the "beyond the paper" chapter: with ``strong_views`` the
    pseudo-labelled images are learnt through strong views (:func:`segreg_lite.augment.strong_view`),
-   and with ``pair_share`` > 0 label-exact pairs (:mod:`segreg_lite.pairs`) join the batches;
+   with ``online_share`` > 0 their targets mix in the segmenter's own prediction of each weak
+   view, made afresh at every step, and with ``pair_share`` > 0 label-exact pairs
+   (:mod:`segreg_lite.pairs`) join the batches;
 2. train the registration network on random pairs of the same pool with the warped-label term
    (``reg_round_steps`` 0 skips this phase: the quick preset's default, as it lowered the
    registration's test Dice);
@@ -240,13 +242,14 @@ def train_joint(
             if config.confidence_weight:  # exact labels weigh 1, pseudo-labels their confidence
                 weights = torch.ones(soft.shape[0], *soft.shape[-2:])
                 weights[len(annotated):len(pool)] = confidence(pseudo.soft)
-            strong = None
-            if config.strong_views:  # the pseudo-labelled images
-                strong = (torch.arange(soft.shape[0]) >= len(annotated)) & (torch.arange(soft.shape[0]) < len(pool))
+            pseudo_labelled = (torch.arange(soft.shape[0]) >= len(annotated)) & (torch.arange(soft.shape[0]) < len(pool))
+            strong = pseudo_labelled if config.strong_views else None
+            online = pseudo_labelled if config.online_share > 0 else None
             s = phase_seed(seed, r, "seg")
             seed_everything(s)
             seg_hist = train_segmenter(segmenter, seg_images, soft, draws, config, steps=config.seg_round_steps,
-                                       lr=config.seg_round_lr, weights=weights, strong=strong, device=device, seed=s)
+                                       lr=config.seg_round_lr, weights=weights, strong=strong, online=online, device=device,
+                                       seed=s)
         # 2. Registration on pairs of the same pool, with the warped-label term (reg_round_steps 0
         # skips the phase: the network stays as pre-trained).
         with timed("reg"):

@@ -46,6 +46,7 @@ def train_segmenter(
     weights: torch.Tensor | None = None,
     augment: AugmentConfig | None = None,
     strong: torch.Tensor | None = None,
+    online: torch.Tensor | None = None,
     device: torch.device | str | None = None,
     seed: int = 0,
     progress: bool = False,
@@ -67,14 +68,20 @@ def train_segmenter(
     of a batch gets a photometric perturbation and, with probability 0.5, a CutMix box pasted from
     another image of the batch, whose target (and weight) comes with it (the joint rounds' strong
     views of their pseudo-labelled images; with annotated partners this is BCP's copy-paste).
+
+    online: optional (N,) bool, the images whose target mixes in the model's own prediction of
+    their augmented (weak) view, made without gradient in eval mode at every step, before any
+    strong view: ``(1 - config.online_share) * target + config.online_share * prediction`` (the
+    weak-to-strong consistency of FixMatch and UniMatch, anchored to the round's masks).
     """
     check_images(images)
     indices = check_indices(indices, images.shape[0], empty=False)
     if labels.shape[0] != images.shape[0] or labels.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"labels {tuple(labels.shape)} do not match images {tuple(images.shape)}")
-    if strong is not None and (strong.dtype != torch.bool or tuple(strong.shape) != (images.shape[0],)):
-        raise ValueError(f"strong must be a bool tensor ({images.shape[0]},), one flag per image; got "
-                         f"{strong.dtype} {tuple(strong.shape)}")
+    for name, flags in (("strong", strong), ("online", online)):
+        if flags is not None and (flags.dtype != torch.bool or tuple(flags.shape) != (images.shape[0],)):
+            raise ValueError(f"{name} must be a bool tensor ({images.shape[0]},), one flag per image; got "
+                             f"{flags.dtype} {tuple(flags.shape)}")
     steps = config.seg_steps if steps is None else steps
     device = as_device(device)
     num_classes = model.config["num_classes"]
@@ -94,6 +101,8 @@ def train_segmenter(
                 y, w = yw[:, :-1], yw[:, -1]
             else:
                 x, y = augment_batch(x, y, gen, aug_cfg)
+        if online is not None and config.online_share > 0:
+            y = _online(model, x, y, online[pick].to(device), config)
         if strong is not None:
             x, y, w = _strong(x, y, w, strong[pick].to(device), gen)
         with autocast(device, config.amp):
@@ -106,6 +115,19 @@ def train_segmenter(
                   progress=progress, callback=callback)
     model.eval()
     return history
+
+
+def _online(model, x, y, flags, config):
+    """The soft targets ``y`` of a batch with the flagged images' mixed with the model's own
+    prediction of ``x`` (see ``online`` in :func:`train_segmenter`)."""
+    if not bool(flags.any()):
+        return y
+    model.eval()
+    with torch.no_grad(), autocast(x.device, config.amp):
+        prediction = model(x.contiguous(memory_format=torch.channels_last)).float().softmax(1)
+    model.train()
+    mixed = (1 - config.online_share) * y + config.online_share * prediction
+    return torch.where(flags.view(-1, 1, 1, 1), mixed, y)
 
 
 def _strong(x, y, w, flags, gen):

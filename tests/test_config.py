@@ -100,6 +100,7 @@ def test_dict_round_trip_and_unknown_keys():
     (dict(um_threshold=1.0), r"um_threshold .* \(0, 1\)"),
     (dict(um_threshold=0.0), r"um_threshold .* \(0, 1\)"),
     (dict(um_feature_dropout=1.0), "um_feature_dropout"),
+    (dict(online_share=1.5), r"online_share .* \[0, 1\]"),
 ])
 def test_new_options_refuse_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -163,24 +163,25 @@ def test_sampling_pool_gives_label_exact_pairs_their_share():
     assert _sampling_pool(2, 200, 0.5, 200, 0.0) == _sampling_pool(2, 200, 0.5)  # no share, no pairs
 
 
-def test_strong_views_pairs_and_a_skipped_registration_phase(monkeypatch):
+def test_strong_views_online_targets_pairs_and_a_skipped_registration_phase(monkeypatch):
     images, labels = _data()
     split = make_split(len(images), seed=0, fraction=0.2)
     seen = {}
     real = segreg_lite.joint.train_segmenter
 
     def spy(model, images_, labels_, draws, config, **kw):
-        seen.update(n=images_.shape[0], strong=kw["strong"], draws=list(draws))
+        seen.update(n=images_.shape[0], strong=kw["strong"], online=kw["online"], draws=list(draws))
         return real(model, images_, labels_, draws, config, **kw)
 
     monkeypatch.setattr(segreg_lite.joint, "train_segmenter", spy)
-    cfg = replace(CFG, rounds=1, strong_views=True, pair_share=0.25, reg_round_steps=0)
+    cfg = replace(CFG, rounds=1, strong_views=True, pair_share=0.25, reg_round_steps=0, online_share=0.5)
     seg, reg = new_models(cfg, 3, 0)
     before = {k: v.clone() for k, v in reg.state_dict().items()}
     result = train_joint(images, labels, split, cfg, seed=0, num_classes=3, segmenter=seg, regnet=reg, device="cpu")
     n_a, n_u = len(split.annotated), len(split.unannotated)
     assert seen["n"] == n_a + 2 * n_u  # annotated, pseudo-labelled, one label-exact pair per unannotated image
     assert seen["strong"].tolist() == [False] * n_a + [True] * n_u + [False] * n_u  # strong views: pseudo-labels only
+    assert torch.equal(seen["online"], seen["strong"])  # targets made afresh: the pseudo-labelled images alike
     assert max(seen["draws"]) == n_a + 2 * n_u - 1
     # No registration phase: the network is unchanged, and so is its test Dice (same atlas draws each round).
     assert all(torch.equal(before[k], v) for k, v in result.regnet.state_dict().items())

@@ -85,7 +85,7 @@ def test_the_readme_blocks_are_made_from_the_shipped_results():
         assert {*DEFAULT_METHODS, "upper_bound"} <= set(r["methods"])
 
 
-@pytest.mark.parametrize("name", ["ablation", "rounds5", "instance_opt", "balance"])
+@pytest.mark.parametrize("name", ["ablation", "rounds5", "instance_opt", "balance", "online"])
 def test_the_shipped_round_benchmarks_start_from_the_shipped_seeds(name):
     """The "beyond the paper" chapter sets each table of ``benchmarks/bench_joint.py`` beside the
     three seeds' runs: each must come from those runs' own pre-trained models and settings, so

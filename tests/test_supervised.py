@@ -74,6 +74,32 @@ def test_per_pixel_weights_are_augmented_with_their_pixels(make_toy, monkeypatch
         torch.testing.assert_close(weight, 1 - target[:, 0], atol=1e-5, rtol=0)
 
 
+def test_online_targets_mix_in_the_models_own_prediction(make_toy, monkeypatch):
+    """With ``online`` flags, a flagged image's target is (1 - share) x its label + share x the
+    model's eval-mode prediction of the same view; an unflagged image keeps its label."""
+    import segreg_lite.supervised as sup
+
+    images, labels = make_toy(4)
+    soft = torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+    seen = []
+    real = sup.segmentation_loss
+    monkeypatch.setattr(sup, "segmentation_loss", lambda logits, target, **kw: (
+        seen.append(target.detach().clone()), real(logits, target, **kw))[1])
+    torch.manual_seed(0)
+    model = UNet(num_classes=3, features=4, levels=3)
+    with torch.no_grad():
+        prediction = model.eval()(images).softmax(1)
+    flags = torch.tensor([True, False, True, False])
+    train_segmenter(model, images, soft, [0, 1, 2, 3], _config(batch_size=32, online_share=0.25), steps=1, lr=1e-3,
+                    online=flags, device="cpu", seed=3)
+    gen = torch.Generator().manual_seed(3)  # the batch the trainer drew
+    pick = torch.tensor([0, 1, 2, 3])[torch.randint(4, (32,), generator=gen)]
+    expected = torch.where(flags[pick].view(-1, 1, 1, 1), 0.75 * soft[pick] + 0.25 * prediction[pick], soft[pick])
+    torch.testing.assert_close(seen[0], expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="online must be a bool tensor"):
+        train_segmenter(model, images, soft, [0], _config(), steps=1, online=torch.ones(4), device="cpu")
+
+
 def test_seeded_training_is_reproducible(make_toy):
     images, labels = make_toy(4)
     outs = []
