@@ -50,7 +50,7 @@ from segreg_lite.splits import Split
 ROUND_FIELDS = ("rounds", "seg_round_lr", "seg_round_steps", "reg_round_lr", "reg_round_steps", "batch_size",
                 "augment", "soft_ce", "local_ncc", "reg_smoothness", "reg_passes", "reg_io_steps", "reg_io_lr",
                 "label_weight", "n_atlas", "n_tta", "confidence_weight", "annotated_share", "strong_views", "online_share", "pair_share",
-                "appearance", "amp")
+                "appearance", "em_iters", "em_prior_power", "em_sigma_px", "amp")
 
 #: Per round: the history key and its column title.
 COLUMNS = (("test_dice", "test Dice"), ("pseudo_dice", "pseudo-labels"), ("pseudo_dice_reg", "reg masks"),
@@ -197,10 +197,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n{name}{' (the run’s own rounds, read from its results)' if minutes is None else ''}: "
                   f"{config.rounds} round(s) of {config.seg_round_steps} segmenter steps at lr {config.seg_round_lr:g} "
                   f"and {config.reg_round_steps} registration steps at lr {config.reg_round_lr:g}")
-            print("round | " + " | ".join(title for _, title in COLUMNS))
-            print(" | ".join(["---"] * (len(COLUMNS) + 1)))
+            # A refined mask (em_iters) also has the Dice of the mask it was refined from.
+            columns = COLUMNS[:2] + (("pseudo_dice_prior", "before refinement"),) * ("pseudo_dice_prior" in h[0]) + COLUMNS[2:]
+            print("round | " + " | ".join(title for _, title in columns))
+            print(" | ".join(["---"] * (len(columns) + 1)))
             for e in h:
-                print(f"{e['round']} | " + " | ".join(f"{e[key]:.4f}" for key, _ in COLUMNS))
+                print(f"{e['round']} | " + " | ".join(f"{e[key]:.4f}" for key, _ in columns))
             gain = h[-1]["test_dice"] - h[0]["test_dice"]
             took = "" if minutes is None else f", in {minutes:.1f} min"
             print(f"gain of the last round's segmenter over round 0: {gain:+.4f} test Dice{took}", flush=True)

@@ -67,6 +67,9 @@ class TrainConfig:
     online_share: float = 0.0  # share of the segmenter's own weak-view prediction in a pseudo-labelled image's target, made afresh at each step (0: the round's masks alone)
     pair_share: float = 0.0  # share of a round's segmenter samples that are label-exact pairs (atlases warped onto the unannotated images)
     appearance: str = "quantile"  # how a label-exact pair's image takes its target's appearance: "quantile" (intensity mapping) or "none"
+    em_iters: int = 0  # EM iterations that refine each round's pseudo-labels by the image's own intensities (pseudo.intensity_em; 0: none)
+    em_prior_power: float = 2.0  # power of the pseudo-label prior in that EM (above 1: the masks count more than the intensities)
+    em_sigma_px: float = 4.0  # std in pixels of the window over which that EM's class intensity models vary
     # UniMatch baseline (Yang et al. CVPR 2023), continuing from the pre-trained segmenter
     um_steps: int = 600  # UniMatch steps (each about 3 segmenter steps): about the wall time of the default's 3 joint rounds
     um_lr: float = 1e-3  # Adam learning rate of the UniMatch steps
@@ -102,6 +105,10 @@ class TrainConfig:
                              f"{self.annotated_share + self.pair_share:g}, which leaves none")
         if not 0 <= self.online_share <= 1:
             raise ValueError(f"online_share is a share of the target and must be in [0, 1], got {self.online_share}")
+        if self.em_iters != int(self.em_iters):
+            raise ValueError(f"em_iters counts EM iterations and must be a whole number, got {self.em_iters}")
+        if self.em_prior_power <= 0 or self.em_sigma_px <= 0:
+            raise ValueError(f"em_prior_power and em_sigma_px must be > 0, got {self.em_prior_power} and {self.em_sigma_px}")
         if not 0 < self.um_threshold < 1:
             raise ValueError(f"um_threshold is a confidence and must be in (0, 1), got {self.um_threshold}")
         if not 0 <= self.um_feature_dropout < 1:

@@ -46,7 +46,7 @@ from segreg_lite.config import TrainConfig, reg_inference
 from segreg_lite.labels import NUM_CLASSES
 from segreg_lite.metrics import dice_per_class
 from segreg_lite.pairs import label_exact_pairs
-from segreg_lite.pseudo import PseudoLabels, check_mode, confidence, make_pseudo_labels
+from segreg_lite.pseudo import PseudoLabels, check_mode, confidence, intensity_em, make_pseudo_labels
 from segreg_lite.registration import evaluate_registration, pretrain_regnet, train_registration
 from segreg_lite.regnet import RegNet
 from segreg_lite.splits import Split
@@ -85,6 +85,8 @@ def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed
         "pseudo_dice_reg": _dice(pseudo.reg, truth, num_classes),
         "pseudo_dice_seg": _dice(pseudo.seg, truth, num_classes),
     }
+    if pseudo.prior is not None:  # the mask the intensity refinement started from
+        entry["pseudo_dice_prior"] = _dice(pseudo.prior, truth, num_classes)
     # The same atlas draws every round, so that rounds are compared on the same pairs.
     reg_eval = evaluate_registration(reg, images, labels, split.annotated, test, n_atlas=config.n_atlas,
                                      num_classes=num_classes, seed=phase_seed(seed, 0, "eval"), device=device,
@@ -96,9 +98,14 @@ def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed
 
 def _pseudo(seg, reg, images, labels, split, config, mode, seed, round_, device) -> PseudoLabels:
     gen = torch.Generator().manual_seed(phase_seed(seed, round_, "pseudo"))
-    return make_pseudo_labels(seg, reg, images, labels, split.annotated, split.unannotated, mode=mode,
-                              n_atlas=config.n_atlas, n_tta=config.n_tta, generator=gen, device=device,
-                              **reg_inference(config))
+    pseudo = make_pseudo_labels(seg, reg, images, labels, split.annotated, split.unannotated, mode=mode,
+                                n_atlas=config.n_atlas, n_tta=config.n_tta, generator=gen, device=device,
+                                **reg_inference(config))
+    if not config.em_iters:
+        return pseudo
+    refined = intensity_em(pseudo.soft, images[list(split.unannotated)], iters=config.em_iters,
+                           prior_power=config.em_prior_power, sigma_px=config.em_sigma_px)
+    return pseudo._replace(soft=refined, prior=pseudo.soft)
 
 
 def _fingerprint(config: TrainConfig, split: Split, mode: str, seed: int) -> dict:

@@ -12,8 +12,9 @@ After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and
   registration maps only (``"reg"``) or of the segmentation maps only (``"seg"``), clipped to
   [0, 1].
 
-:func:`confidence` turns a soft mask into per-pixel weights for the optional confidence-weighted
-pseudo-label loss. The maps of both sources are always computed and returned, so the quality of
+:func:`intensity_em` refines a soft mask by the image's own intensities (an option of the joint
+rounds, ``TrainConfig.em_iters``). :func:`confidence` turns a soft mask into per-pixel weights for
+the optional confidence-weighted pseudo-label loss. The maps of both sources are always computed and returned, so the quality of
 each can be measured against the hidden truth whatever the mode.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 from typing import NamedTuple, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segreg_lite.registration import IO_LR, draw_atlases, propagate_labels
@@ -42,6 +44,7 @@ class PseudoLabels(NamedTuple):
     seg: Tensor  # (U, K, H, W) mean of the 1 + n_tta segmentation masks
     spread: Tensor  # (U, H, W) per-pixel spread of the TTA maps (an uncertainty; see tta.py)
     atlases: Tensor  # (U, n_atlas) which annotated images (indices into the image tensor) were used
+    prior: Tensor | None = None  # (U, K, H, W) the mask before a refinement of ``soft`` (intensity_em), if any
 
 
 def check_mode(mode: str) -> str:
@@ -126,3 +129,49 @@ def confidence(soft: Tensor) -> Tensor:
     p = soft.clamp_min(1e-8)
     entropy = -(p * p.log()).sum(1)  # (U, H, W)
     return (1 - entropy / math.log(soft.shape[1])).clamp(0, 1)
+
+
+def _smooth(x: Tensor, sigma: float) -> Tensor:
+    """Gaussian smoothing of every channel of x (B, C, H, W), std ``sigma`` pixels, edges replicated."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    y = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    y = F.conv2d(y, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(y, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _check_em(soft: Tensor, images: Tensor, iters: int, prior_power: float, sigma_px: float, min_std: float) -> None:
+    if soft.ndim != 4 or images.shape != (soft.shape[0], 1, *soft.shape[2:]):
+        raise ValueError(f"intensity_em needs soft masks (U, K, H, W) and images (U, 1, H, W) of the same U, H, W; "
+                         f"got {tuple(soft.shape)} and {tuple(images.shape)}")
+    if iters < 0 or prior_power <= 0 or sigma_px <= 0 or min_std <= 0:
+        raise ValueError(f"intensity_em needs iters >= 0 and prior_power, sigma_px, min_std > 0; got {iters}, "
+                         f"{prior_power}, {sigma_px}, {min_std}")
+
+
+def intensity_em(soft: Tensor, images: Tensor, *, iters: int = 4, prior_power: float = 2.0,
+                 sigma_px: float = 4.0, min_std: float = 0.01) -> Tensor:
+    """Refine soft masks (U, K, H, W) by each image's own intensities (U, 1, H, W): EM with the
+    masks as a spatial prior, as in model-based tissue classification of brain MR (Van Leemput et
+    al. 1999; Ashburner & Friston 2005). Each class's Gaussian intensity model varies slowly over
+    the image (a window of std ``sigma_px``), which absorbs the bias field and the subject's own
+    contrast. ``prior_power`` > 1 trusts the masks more than the intensities, so classes that look
+    alike (cortex and subcortical grey matter) stay the masks' to tell apart.
+    """
+    _check_em(soft, images, iters, prior_power, sigma_px, min_std)
+    if iters == 0:
+        return soft
+    soft, images = soft.float(), images.float()
+    log_prior = prior_power * soft.clamp_min(1e-4).log()
+    post = soft
+    for _ in range(iters):
+        # M-step: each class's local mean and variance, every pixel weighted by its posterior.
+        weight = _smooth(post, sigma_px) + 1e-6
+        mean = _smooth(post * images, sigma_px) / weight
+        var = (_smooth(post * images**2, sigma_px) / weight - mean**2).clamp_min(min_std**2)
+        # E-step: prior times Gaussian likelihood, normalised over the classes.
+        post = torch.softmax(log_prior - 0.5 * (images - mean) ** 2 / var - 0.5 * var.log(), dim=1)
+    return post

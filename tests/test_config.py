@@ -101,6 +101,10 @@ def test_dict_round_trip_and_unknown_keys():
     (dict(um_threshold=0.0), r"um_threshold .* \(0, 1\)"),
     (dict(um_feature_dropout=1.0), "um_feature_dropout"),
     (dict(online_share=1.5), r"online_share .* \[0, 1\]"),
+    (dict(em_prior_power=0.0), "em_prior_power and em_sigma_px must be > 0"),
+    (dict(em_sigma_px=0.0), "em_prior_power and em_sigma_px must be > 0"),
+    (dict(em_iters=-1), "em_iters must be a finite number >= 0"),
+    (dict(em_iters=2.5), "em_iters counts EM iterations and must be a whole number"),
 ])
 def test_new_options_refuse_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):

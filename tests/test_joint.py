@@ -186,3 +186,16 @@ def test_strong_views_online_targets_pairs_and_a_skipped_registration_phase(monk
     # No registration phase: the network is unchanged, and so is its test Dice (same atlas draws each round).
     assert all(torch.equal(before[k], v) for k, v in result.regnet.state_dict().items())
     assert result.history[1]["reg_dice"] == result.history[0]["reg_dice"]
+
+
+def test_intensity_refinement_of_the_pseudo_labels_is_recorded_beside_its_prior():
+    images, labels = _data()
+    split = make_split(len(images), seed=0, fraction=0.2)
+    cfg = replace(CFG, rounds=1, em_iters=3)
+    result = train_joint(images, labels, split, cfg, seed=0, num_classes=3, device="cpu")
+    assert all("pseudo_dice_prior" in e for e in result.history)
+    assert result.pseudo.prior is not None and not torch.equal(result.pseudo.soft, result.pseudo.prior)
+    plain = train_joint(images, labels, split, replace(cfg, em_iters=0), seed=0, num_classes=3, device="cpu")
+    assert plain.pseudo.prior is None and "pseudo_dice_prior" not in plain.history[0]
+    # Same seed, same first pseudo-labels: the refinement started from the plain run's masks.
+    assert result.history[0]["pseudo_dice_prior"] == plain.history[0]["pseudo_dice"]

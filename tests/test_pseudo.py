@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from segreg_lite.pseudo import combine, confidence, make_pseudo_labels
+from segreg_lite.metrics import dice_per_class
+from segreg_lite.pseudo import combine, confidence, intensity_em, make_pseudo_labels
 from segreg_lite.regnet import RegNet
 from segreg_lite.unet import UNet
 
@@ -67,3 +68,41 @@ def test_confidence_known_answers():
     assert confidence(flat).item() == pytest.approx(0.0, abs=1e-5)
     with pytest.raises(ValueError, match="K"):
         confidence(torch.ones(2, 5, 5))
+
+
+def _shifted_prior(labels, k, shifts):
+    """The mean of one-hot masks of ``labels`` moved by each of ``shifts`` pixels down: like a
+    multi-atlas mask, soft where the atlases disagree and off by a pixel or two."""
+    onehot = [torch.nn.functional.one_hot(torch.roll(labels, shifts=s, dims=1), k) for s in shifts]
+    return torch.stack(onehot).float().mean(0).permute(0, 3, 1, 2)
+
+
+def test_intensity_em_moves_misplaced_boundaries_to_the_image_edges():
+    images, labels = _data()
+    # A smooth bias field, different per image: class intensities are not global constants.
+    ramp = torch.linspace(0.8, 1.2, 32)
+    biased = (images * ramp.view(1, 1, 1, -1) * torch.linspace(1.1, 0.9, 6).view(-1, 1, 1, 1)).clamp(0, 1)
+    prior = _shifted_prior(labels, 3, (0, 1, 2, 3))
+    post = intensity_em(prior, biased, iters=4)
+    assert post.shape == prior.shape and torch.allclose(post.sum(1), torch.ones(6, 32, 32), atol=1e-5)
+    before = dice_per_class(prior.argmax(1), labels, 3).mean()
+    after = dice_per_class(post.argmax(1), labels, 3).mean()
+    assert before < 0.9 and after > 0.98, (before, after)
+    assert intensity_em(prior, biased, iters=0) is prior  # no iterations: the mask unchanged
+
+
+def test_intensity_em_leaves_classes_of_equal_intensity_to_the_prior():
+    images, labels = _data()
+    images = torch.where(labels > 0, 0.8, 0.0)[:, None].float()  # classes 1 and 2 look alike
+    prior = _shifted_prior(labels, 3, (0, 0, 1))
+    post = intensity_em(prior, images, iters=4)
+    assert torch.equal(post.argmax(1), labels)
+
+
+def test_intensity_em_refuses_bad_input():
+    images, labels = _data()
+    prior = _shifted_prior(labels, 3, (0, 0, 1))
+    with pytest.raises(ValueError, match=r"soft masks \(U, K, H, W\) and images \(U, 1, H, W\)"):
+        intensity_em(prior, images[:3])
+    with pytest.raises(ValueError, match="sigma_px"):
+        intensity_em(prior, images, sigma_px=0)
