@@ -114,4 +114,5 @@ def test_new_options_refuse_bad_settings(kwargs, match):
 def test_quick_preset_learns_through_strong_views_without_a_registration_phase():
     quick = get_preset("quick")
     assert quick.strong_views and quick.reg_round_steps == 0 and quick.um_steps > 0
+    assert quick.em_iters > 0 and quick.smoke().em_iters == quick.em_iters  # refined pseudo-labels, smoke too
     assert quick.smoke().reg_round_steps == 0  # smoke mode keeps the skipped phase skipped
