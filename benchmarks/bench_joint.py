@@ -49,7 +49,7 @@ from segreg_lite.splits import Split
 #: are fixed by the run's checkpoints.
 ROUND_FIELDS = ("rounds", "seg_round_lr", "seg_round_steps", "reg_round_lr", "reg_round_steps", "batch_size",
                 "augment", "soft_ce", "local_ncc", "reg_smoothness", "reg_passes", "reg_io_steps", "reg_io_lr",
-                "label_weight", "n_atlas", "n_tta", "confidence_weight", "annotated_share", "strong_views", "online_share", "pair_share",
+                "label_weight", "n_atlas", "n_tta", "tta", "confidence_weight", "annotated_share", "strong_views", "online_share", "pair_share",
                 "appearance", "em_iters", "em_prior_power", "em_sigma_px", "amp")
 
 #: Per round: the history key and its column title.

@@ -61,6 +61,7 @@ class TrainConfig:
     rounds: int = 3  # joint rounds after pre-training (paper: 10)
     n_atlas: int = 5  # registration masks per pseudo-label
     n_tta: int = 4  # augmented segmentation masks per pseudo-label (plus the plain one)
+    tta: str = "affine"  # the segmentation masks' TTA: "affine" (the paper's n_tta rotations or shifts) or "mirror" (plain + mirrored; n_tta only weighs)
     confidence_weight: bool = False  # weight the pseudo-label loss by each pixel's confidence
     annotated_share: float = 0.5  # share of a round's segmenter samples drawn from the annotated images (0: every image equally likely)
     strong_views: bool = False  # a round learns its pseudo-labelled images through strong views (intensity, blur, CutMix; augment.StrongConfig)
@@ -86,9 +87,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.appearance not in APPEARANCES:
             raise ValueError(f"unknown appearance mode {self.appearance!r}: choose one of {', '.join(APPEARANCES)}")
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"unknown test-time augmentation tta={self.tta!r}: choose one of {', '.join(TTA_MODES)}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or f.name == "appearance":
+            if isinstance(value, bool) or f.name in ("appearance", "tta"):
                 continue
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"TrainConfig.{f.name} must be a finite number >= 0, got {value!r}")
@@ -138,6 +141,10 @@ class TrainConfig:
 
 #: How a label-exact pair's warped atlas image takes its target's appearance.
 APPEARANCES = ("quantile", "none")
+
+#: The segmentation masks' test-time augmentations (segreg_lite.pseudo.make_pseudo_labels): the
+#: paper's random rotations or shifts, or the plain image and its left-right mirror image.
+TTA_MODES = ("affine", "mirror")
 
 #: The paper's smoothness weights, coarsest level first (``TrainConfig.reg_smoothness`` scales them).
 PAPER_REG_WEIGHTS = (128.0, 64.0, 32.0, 16.0, 8.0)

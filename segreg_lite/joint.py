@@ -99,7 +99,7 @@ def _evaluate(seg, reg, pseudo, images, labels, split, config, num_classes, seed
 def _pseudo(seg, reg, images, labels, split, config, mode, seed, round_, device) -> PseudoLabels:
     gen = torch.Generator().manual_seed(phase_seed(seed, round_, "pseudo"))
     pseudo = make_pseudo_labels(seg, reg, images, labels, split.annotated, split.unannotated, mode=mode,
-                                n_atlas=config.n_atlas, n_tta=config.n_tta, generator=gen, device=device,
+                                n_atlas=config.n_atlas, n_tta=config.n_tta, tta=config.tta, generator=gen, device=device,
                                 **reg_inference(config))
     if not config.em_iters:
         return pseudo

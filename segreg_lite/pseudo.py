@@ -7,7 +7,9 @@ After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and
   per image and per round), each registered onto ``x`` and its one-hot label warped bilinearly
   (:func:`segreg_lite.registration.propagate_labels`); one map per atlas;
 - segmentation masks: the segmenter's softmax on ``x`` and ``n_tta`` test-time-augmented
-  predictions mapped back by the exact inverse transform (:func:`segreg_lite.tta.tta_predict`);
+  predictions mapped back by the exact inverse transform (:func:`segreg_lite.tta.tta_predict`),
+  random rotations or shifts as in the paper (``tta="affine"``), or instead its softmax on ``x``
+  and on ``x`` mirrored left-right (``tta="mirror"``, the test-time mirroring of nnU-Net);
 - the soft mask is the mean of all those maps (``mode="combined"``, the default), of the
   registration maps only (``"reg"``) or of the segmentation maps only (``"seg"``), clipped to
   [0, 1].
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segreg_lite.config import TTA_MODES
 from segreg_lite.registration import IO_LR, draw_atlases, propagate_labels
 from segreg_lite.regnet import RegNet
 
@@ -41,7 +44,7 @@ class PseudoLabels(NamedTuple):
 
     soft: Tensor  # (U, K, H, W) the soft mask of the chosen mode, in [0, 1], summing to 1 over K
     reg: Tensor  # (U, K, H, W) mean of the n_atlas registration masks
-    seg: Tensor  # (U, K, H, W) mean of the 1 + n_tta segmentation masks
+    seg: Tensor  # (U, K, H, W) mean of the segmentation masks (1 + n_tta, or plain and mirrored)
     spread: Tensor  # (U, H, W) per-pixel spread of the TTA maps (an uncertainty; see tta.py)
     atlases: Tensor  # (U, n_atlas) which annotated images (indices into the image tensor) were used
     prior: Tensor | None = None  # (U, K, H, W) the mask before a refinement of ``soft`` (intensity_em), if any
@@ -51,6 +54,12 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"unknown pseudo-label mode {mode!r}: choose one of {', '.join(MODES)}")
     return mode
+
+
+def check_tta_mode(tta: str) -> str:
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown test-time augmentation {tta!r}: choose one of {', '.join(TTA_MODES)}")
+    return tta
 
 
 @torch.no_grad()
@@ -65,6 +74,7 @@ def make_pseudo_labels(
     mode: str = "combined",
     n_atlas: int = 5,
     n_tta: int = 4,
+    tta: str = "affine",
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     passes: int = 1,
@@ -78,11 +88,14 @@ def make_pseudo_labels(
     transforms, so a seeded call is reproducible. The combined mask weighs every map equally:
     ``(n_atlas * reg + (1 + n_tta) * seg) / (n_atlas + 1 + n_tta)``, the mean of the 10 maps of
     the design; exact ties between the two sources go to the segmentation maps (TIE_BREAK).
+    ``tta="mirror"`` makes the segmentation source the mean of the plain and the left-right
+    mirrored prediction instead, still weighed as ``1 + n_tta`` maps (``n_tta`` keeps the balance).
     ``passes``, ``io_steps``, ``io_lr``: how each atlas is registered (:func:`segreg_lite.registration.register`).
     """
-    from segreg_lite.tta import tta_predict
+    from segreg_lite.tta import mirror_predict, tta_predict
 
     check_mode(mode)
+    check_tta_mode(tta)
     targets = list(targets)
     if not targets:
         raise ValueError("make_pseudo_labels needs at least one target image")
@@ -95,14 +108,17 @@ def make_pseudo_labels(
     reg = propagate_labels(regnet, images[used], labels[used], target_images, num_classes=num_classes,
                            atlas_index=local, device=device, passes=passes,
                            io_steps=io_steps, io_lr=io_lr)  # (U, K, H, W)
-    tta = tta_predict(segmenter, target_images, n_tta=n_tta, generator=generator, device=device)
-    seg = tta.mean  # (U, K, H, W)
+    if tta == "mirror":
+        maps = mirror_predict(segmenter, target_images, device=device)
+    else:
+        maps = tta_predict(segmenter, target_images, n_tta=n_tta, generator=generator, device=device)
+    seg = maps.mean  # (U, K, H, W)
     n_seg = 1 + n_tta
     if mode == "combined":
         soft = combine(reg, seg, n_atlas, n_seg)
     else:
         soft = reg if mode == "reg" else seg
-    return PseudoLabels(soft=soft.clamp(0, 1), reg=reg, seg=seg, spread=tta.spread, atlases=atlases)
+    return PseudoLabels(soft=soft.clamp(0, 1), reg=reg, seg=seg, spread=maps.spread, atlases=atlases)
 
 
 def combine(reg: Tensor, seg: Tensor, n_atlas: int, n_seg: int) -> Tensor:

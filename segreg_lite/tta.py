@@ -5,7 +5,8 @@ After Li et al., "A Unified Framework for Semi-Supervised Image Segmentation and
 ``n_tta`` augmented ones. Inside: :class:`TTAParams` (one augmentation), :func:`random_tta_params`
 (a rotation *or* a shift per augmentation, optionally a left-right flip), :func:`augment_fields`
 (the forward field and its exact inverse, built on :func:`segreg_lite.transforms.affine_flow`) and
-:func:`tta_predict`, which warps each image, segments it, maps the softmax back and averages.
+:func:`tta_predict`, which warps each image, segments it, maps the softmax back and averages;
+:func:`mirror_predict` averages the plain and the left-right mirrored prediction only.
 Spatial convention, fields and warping: :mod:`segreg_lite.transforms`.
 """
 from __future__ import annotations
@@ -203,3 +204,15 @@ def tta_predict(
         if return_maps:
             maps.append(chunk)
     return TTAOutput(torch.cat(mean), torch.cat(spread), torch.cat(maps) if return_maps else None)
+
+
+#: The left-right mirror image, unrotated and unshifted.
+MIRROR = TTAParams(0.0, (0.0, 0.0), True)
+
+
+def mirror_predict(model: nn.Module, images: Tensor, *, device: torch.device | str | None = None) -> TTAOutput:
+    """The mean of the softmax of ``model`` on ``images`` (N, 1, H, W) and on their left-right
+    mirror images, mirrored back: the test-time mirroring of nnU-Net (Isensee et al. 2021).
+    The mirror moves every pixel onto another pixel, so nothing is interpolated or pushed out of
+    view. :func:`tta_predict` with the one augmentation :data:`MIRROR` per image."""
+    return tta_predict(model, images, params=[[MIRROR]] * images.shape[0], device=device)

@@ -96,6 +96,7 @@ def test_dict_round_trip_and_unknown_keys():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(appearance="histogram"), "unknown appearance mode 'histogram'"),
+    (dict(tta="flip"), r"unknown test-time augmentation tta='flip': choose one of affine, mirror"),
     (dict(annotated_share=0.5, pair_share=0.5), "shares .* sum to one"),
     (dict(um_threshold=1.0), r"um_threshold .* \(0, 1\)"),
     (dict(um_threshold=0.0), r"um_threshold .* \(0, 1\)"),

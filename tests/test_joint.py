@@ -199,3 +199,22 @@ def test_intensity_refinement_of_the_pseudo_labels_is_recorded_beside_its_prior(
     assert plain.pseudo.prior is None and "pseudo_dice_prior" not in plain.history[0]
     # Same seed, same first pseudo-labels: the refinement started from the plain run's masks.
     assert result.history[0]["pseudo_dice_prior"] == plain.history[0]["pseudo_dice"]
+
+
+def test_mirror_tta_reaches_the_rounds_pseudo_labels():
+    images, labels = _data()
+    split = make_split(len(images), seed=0, fraction=0.2)
+    unann = list(split.unannotated)
+    seen = []
+
+    def round0(entry, pseudo):  # the segmenter is still the pre-trained one when round 0 reports
+        if entry["round"] == 0:
+            with torch.no_grad():
+                x = images[unann]
+                seen.append((pseudo.seg, (torch.softmax(seg(x), 1) + torch.softmax(seg(x.flip(-1)), 1).flip(-1)) / 2))
+
+    seg, reg = new_models(CFG, 3, 0)
+    train_joint(images, labels, split, replace(CFG, rounds=1, tta="mirror"), seed=0, num_classes=3, device="cpu",
+                segmenter=seg, regnet=reg, callback=round0)
+    got, mirrored = seen[0]
+    assert torch.allclose(got, mirrored, atol=1e-5)

@@ -61,6 +61,26 @@ def test_seeded_and_never_reads_target_labels():
         make_pseudo_labels(seg, reg, images, labels, [0], [2], mode="both")
 
 
+def test_mirror_tta_averages_the_plain_and_the_mirrored_prediction():
+    images, labels = _data()
+    seg, reg = _models()
+    kw = dict(n_atlas=3, n_tta=2, device="cpu")
+    m = make_pseudo_labels(seg, reg, images, labels, [0, 1], [2, 3, 4], tta="mirror",
+                           generator=torch.Generator().manual_seed(1), **kw)
+    with torch.no_grad():
+        x = images[[2, 3, 4]]
+        plain = torch.softmax(seg(x), 1)
+        mirrored = torch.softmax(seg(x.flip(-1)), 1).flip(-1)  # segmented mirrored, mapped back exactly
+    assert torch.allclose(m.seg, (plain + mirrored) / 2, atol=1e-5)
+    assert not torch.allclose(m.seg, plain, atol=1e-3)  # the untrained net is not mirror-symmetric
+    # n_tta still weighs the source (3 atlases against 1 + 2 maps), and the atlases are drawn as before.
+    assert torch.allclose(m.soft, (3 * m.reg + 3 * m.seg) / 6, atol=1e-3)
+    a = make_pseudo_labels(seg, reg, images, labels, [0, 1], [2, 3, 4], generator=torch.Generator().manual_seed(1), **kw)
+    assert torch.equal(m.atlases, a.atlases) and torch.allclose(m.reg, a.reg)
+    with pytest.raises(ValueError, match="unknown test-time augmentation 'flip'"):
+        make_pseudo_labels(seg, reg, images, labels, [0], [2], tta="flip")
+
+
 def test_confidence_known_answers():
     sure = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
     flat = torch.full((1, 3, 1, 1), 1 / 3)

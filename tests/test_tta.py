@@ -7,7 +7,7 @@ from torch import nn
 
 from segreg_lite.supervised import predict
 from segreg_lite.transforms import affine_flow, identity_grid, warp
-from segreg_lite.tta import TTAParams, augment_fields, random_tta_params, tta_predict
+from segreg_lite.tta import TTAParams, augment_fields, mirror_predict, random_tta_params, tta_predict
 from segreg_lite.unet import UNet
 
 H = W = 32
@@ -75,6 +75,16 @@ def test_identity_augmentation_gives_plain_prediction():
     torch.testing.assert_close(out.mean, predict(model, x), atol=1e-5, rtol=0)
     assert out.spread.shape == (2, H, W) and out.spread.max() < 1e-5
     assert out.maps is None and out.mean.dtype == torch.float32 and out.mean.device.type == "cpu"
+
+
+def test_mirror_predict_averages_the_plain_and_the_mirrored_softmax_everywhere():
+    model, x = _unet(), _smooth_images(2)
+    out = mirror_predict(model, x)
+    plain, mirrored = predict(model, x), predict(model, x.flip(-1)).flip(-1)
+    # exact on the whole image, border included: a mirror moves pixels onto pixels
+    torch.testing.assert_close(out.mean, (plain + mirrored) / 2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.spread, ((plain - mirrored).abs() / 2).mean(1), atol=1e-5, rtol=0)
+    assert out.spread.max() > 1e-3  # the untrained net is not mirror-symmetric: the two maps differ
 
 
 @pytest.mark.parametrize("p", CASES, ids=["rotate", "shift", "flip+rotate+shift"])
