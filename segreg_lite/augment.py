@@ -98,7 +98,7 @@ class StrongConfig:
     cutmix_ratio: tuple[float, float] = (0.3, 1 / 0.3)  # box aspect ratio, log-uniform
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Blur each image of x (B, 1, H, W) with its own Gaussian std ``sigma`` (B,) in pixels."""
     radius = max(1, int(math.ceil(3 * float(sigma.max()))))
     offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
@@ -130,7 +130,7 @@ def perturb_intensity(images: torch.Tensor, generator: torch.Generator, cfg: Str
     mean = x.mean((1, 2, 3), keepdim=True)
     x = ((x - mean) * view(contrast) + mean).clamp(0, 1)
     if bool(blur.any()):
-        x = torch.where(view(blur).bool(), _gaussian_blur(x, torch.where(blur, sigma, torch.ones(b))), x)
+        x = torch.where(view(blur).bool(), gaussian_blur(x, torch.where(blur, sigma, torch.ones(b))), x)
     return x
 
 

@@ -25,9 +25,9 @@ import math
 from typing import NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segreg_lite.augment import gaussian_blur
 from segreg_lite.config import TTA_MODES
 from segreg_lite.registration import IO_LR, draw_atlases, propagate_labels
 from segreg_lite.regnet import RegNet
@@ -149,14 +149,9 @@ def confidence(soft: Tensor) -> Tensor:
 
 def _smooth(x: Tensor, sigma: float) -> Tensor:
     """Gaussian smoothing of every channel of x (B, C, H, W), std ``sigma`` pixels, edges replicated."""
-    radius = max(1, math.ceil(3 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    y = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    y = F.conv2d(y, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(y, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    b, c, h, w = x.shape
+    flat = x.reshape(b * c, 1, h, w)
+    return gaussian_blur(flat, torch.full((b * c,), float(sigma), dtype=x.dtype)).reshape(b, c, h, w)
 
 
 def _check_em(soft: Tensor, images: Tensor, iters: int, prior_power: float, sigma_px: float, min_std: float) -> None:
